@@ -1,0 +1,244 @@
+//! Application state, the router with its middleware, and serving with graceful shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use tower_sessions::{
+    Expiry, SessionManagerLayer,
+    cookie::{SameSite, time::Duration as CookieDuration},
+};
+
+use crate::{
+    auth::{
+        self, crypto::SecretBox, oauth::OAuth, session_store::DbSessionStore, tokens::TokenKeeper,
+    },
+    bitbucket::{Bitbucket, RetryPolicy},
+    config::Config,
+    db::Db,
+    jobs::{
+        Job, Queue,
+        worker::{self, Doorbell},
+    },
+    pages, repositories, workspaces,
+};
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub oauth: Option<OAuth>,
+    pub tokens: Arc<TokenKeeper>,
+    pub bitbucket: Arc<Bitbucket>,
+    pub sessions: DbSessionStore,
+    pub queue: Queue,
+    pub doorbell: Doorbell,
+}
+
+impl AppState {
+    /// Queues a job and wakes an idle worker.
+    pub async fn enqueue(&self, job: &Job) -> Result<(), sqlx::Error> {
+        self.queue.enqueue(job).await?;
+        self.doorbell.notify_one();
+        Ok(())
+    }
+}
+
+/// A ready-to-serve application: connected, migrated, with its background tasks defined.
+pub struct App {
+    pub state: AppState,
+}
+
+/// Knobs tests turn; production uses the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tuning {
+    pub retry: Option<RetryPolicy>,
+    /// First delay before a failed job runs again (default 30 s).
+    pub job_retry_base: Option<Duration>,
+}
+
+impl App {
+    /// Prepares the data dir, connects and migrates the database, builds the clients.
+    pub async fn new(config: Config, tuning: Tuning) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+        })?;
+        let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)
+            .map_err(anyhow::Error::msg)?;
+        let db = Db::connect(&config.database_url).await?;
+        db.migrate().await?;
+
+        // Every outbound call has a timeout; none follows redirects (the token exchange
+        // must not, and API `next` links are followed by hand after an origin check).
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("codelayer/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(config.http_timeout)
+            .build()?;
+        let oauth = config
+            .bitbucket
+            .as_ref()
+            .map(|consumer| OAuth::new(&config, consumer, http.clone()));
+        let tokens = Arc::new(TokenKeeper::new(db.clone(), secrets, oauth.clone()));
+        let bitbucket = Arc::new(Bitbucket::new(
+            http,
+            config.api_url.clone(),
+            tokens.clone(),
+            config.api_requests_per_hour,
+            tuning.retry.unwrap_or_default(),
+        ));
+        let state = AppState {
+            config: Arc::new(config),
+            sessions: DbSessionStore::new(db.clone()),
+            queue: Queue::new(
+                db.clone(),
+                tuning.job_retry_base.unwrap_or(Duration::from_secs(30)),
+            ),
+            doorbell: Doorbell::default(),
+            db,
+            oauth,
+            tokens,
+            bitbucket,
+        };
+        Ok(App { state })
+    }
+
+    /// The router with all middleware.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        let sessions = SessionManagerLayer::new(state.sessions.clone())
+            .with_name("codelayer_session")
+            .with_http_only(true)
+            // Lax, not Strict: the return from bitbucket.org is a cross-site navigation.
+            .with_same_site(SameSite::Lax)
+            .with_secure(state.config.is_https())
+            .with_expiry(Expiry::OnInactivity(CookieDuration::days(7)));
+        Router::new()
+            .route("/", get(pages::home))
+            .route("/account", get(pages::account))
+            .route("/static/app.css", get(pages::stylesheet))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/auth/login", get(auth::login))
+            .route("/auth/callback", get(auth::callback))
+            .route("/auth/logout", post(auth::logout))
+            .route("/workspaces", get(workspaces::page))
+            .route("/workspaces/refresh", post(workspaces::refresh_form))
+            .route("/workspaces/{id}/link", post(workspaces::link_form))
+            .route(
+                "/workspaces/{id}/disconnect",
+                get(workspaces::confirm_disconnect).post(workspaces::disconnect_form),
+            )
+            .route("/repositories", get(repositories::page))
+            .route("/api/v1/workspaces", get(workspaces::api_list))
+            .route("/api/v1/workspaces/refresh", post(workspaces::api_refresh))
+            .route("/api/v1/workspaces/{id}/link", post(workspaces::api_link))
+            .route("/api/v1/workspaces/{id}/disconnect", post(workspaces::api_disconnect))
+            .route("/api/v1/repositories", get(repositories::api_list))
+            .fallback(|| async { crate::error::AppError::NotFound })
+            .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
+            .layer(sessions)
+            .layer(middleware::map_response(security_headers))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                // Path only: the callback's query string carries the OAuth code.
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+            }))
+            .with_state(state)
+    }
+
+    /// Serves on `listener` until `shutdown` completes, with the background tasks running.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = self.router();
+        let sessions = self.state.sessions.clone();
+        let cleanup = tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                hourly.tick().await;
+                if let Err(e) = tower_sessions::ExpiredDeletion::delete_expired(&sessions).await {
+                    tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
+            }
+        });
+        let workers = worker::start(&self.state, self.state.config.workers);
+        tracing::info!(
+            address = %listener.local_addr()?,
+            public_url = %self.state.config.public_url,
+            libgit2 = %libgit2_version(),
+            "codelayer is listening"
+        );
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        cleanup.abort();
+        for w in workers {
+            w.abort();
+        }
+        tracing::info!("codelayer stopped");
+        Ok(())
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.db.is_ready().await {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+    }
+}
+
+/// Headers every response carries; a handler may set a stricter Referrer-Policy itself.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// The linked libgit2's version, logged at start-up (security fixes arrive there).
+pub fn libgit2_version() -> String {
+    let v = git2::Version::get();
+    let (major, minor, patch) = v.libgit2_version();
+    format!("{major}.{minor}.{patch}")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,207 @@
+//! The durable job queue: a `jobs` table claimed with leases, and a pool of tokio workers.
+//!
+//! A claimed job carries a lease that its worker keeps extending; a job whose worker died is
+//! claimed again once the lease runs out. Every job is idempotent, so running one twice gives
+//! the same end state. On PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`, so several app
+//! processes share one queue; on SQLite the single UPDATE statement is atomic.
+
+pub mod worker;
+
+use std::time::Duration;
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{Backend, Db, now};
+
+/// How long a claim lasts without renewal.
+pub const LEASE_SECS: i64 = 60;
+
+/// What a job asks for; stored as JSON in `payload`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Re-read the user's workspaces from Bitbucket.
+    RefreshWorkspaces { user_id: i64 },
+    /// Re-read one workspace's repositories from Bitbucket.
+    LoadRepositories { workspace_id: i64 },
+    /// Delete a workspace's repositories, files and rows (disconnect, lost access).
+    PurgeWorkspace { workspace_id: i64 },
+    /// Delete everything of a user.
+    PurgeUser { user_id: i64 },
+}
+
+impl Job {
+    /// At most one queued job per key: asking twice does the work once.
+    fn dedupe_key(&self) -> String {
+        match self {
+            Job::RefreshWorkspaces { user_id } => format!("refresh_workspaces:{user_id}"),
+            Job::LoadRepositories { workspace_id } => format!("load_repositories:{workspace_id}"),
+            Job::PurgeWorkspace { workspace_id } => format!("purge_workspace:{workspace_id}"),
+            Job::PurgeUser { user_id } => format!("purge_user:{user_id}"),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Job::RefreshWorkspaces { .. } => "refresh_workspaces",
+            Job::LoadRepositories { .. } => "load_repositories",
+            Job::PurgeWorkspace { .. } => "purge_workspace",
+            Job::PurgeUser { .. } => "purge_user",
+        }
+    }
+
+    /// Purges must finish whatever happens; Bitbucket calls give up after a few tries.
+    fn max_attempts(&self) -> i64 {
+        match self {
+            Job::PurgeWorkspace { .. } | Job::PurgeUser { .. } => 1000,
+            _ => 4,
+        }
+    }
+}
+
+/// How a job run ended when it did not succeed.
+#[derive(Debug)]
+pub enum JobError {
+    /// Worth another attempt later (network trouble, Bitbucket 5xx / 429).
+    Retry(String),
+    /// Another attempt cannot help (access gone, bad data).
+    Permanent(String),
+}
+
+/// A claimed job.
+#[derive(Debug)]
+pub struct Claimed {
+    pub id: i64,
+    pub job: Job,
+    pub attempts: i64,
+    max_attempts: i64,
+}
+
+/// The queue's operations.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    db: Db,
+    /// First retry delay; doubles with every attempt (with jitter).
+    pub retry_base: Duration,
+}
+
+impl Queue {
+    pub fn new(db: Db, retry_base: Duration) -> Queue {
+        Queue { db, retry_base }
+    }
+
+    /// Adds a job unless the same one is already waiting.
+    pub async fn enqueue(&self, job: &Job) -> Result<(), sqlx::Error> {
+        let payload = serde_json::to_string(job).expect("jobs serialize");
+        let at = now();
+        sqlx::query(
+            "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_after, lease_until, created_at) \
+             VALUES ($1, $2, $3, 'queued', 0, $4, $5, 0, $5) \
+             ON CONFLICT (dedupe_key) DO UPDATE SET state = 'queued', attempts = 0, \
+               run_after = excluded.run_after, last_error = NULL \
+             WHERE jobs.state = 'failed'",
+        )
+        .bind(job.kind())
+        .bind(payload)
+        .bind(job.dedupe_key())
+        .bind(job.max_attempts())
+        .bind(at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the next due job (or one whose lease ran out) for this worker.
+    pub async fn claim(&self) -> Result<Option<Claimed>, sqlx::Error> {
+        let lock = match self.db.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_until = $1, attempts = attempts + 1 \
+             WHERE id = (SELECT id FROM jobs \
+                 WHERE (state = 'queued' AND run_after <= $2) OR (state = 'running' AND lease_until < $2) \
+                 ORDER BY run_after, id LIMIT 1 {lock}) \
+             RETURNING id, payload, attempts, max_attempts"
+        );
+        let at = now();
+        let row: Option<(i64, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(at + LEASE_SECS)
+            .bind(at)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let Some((id, payload, attempts, max_attempts)) = row else {
+            return Ok(None);
+        };
+        match serde_json::from_str(&payload) {
+            Ok(job) => Ok(Some(Claimed {
+                id,
+                job,
+                attempts,
+                max_attempts,
+            })),
+            Err(e) => {
+                self.fail(id, &format!("unreadable job: {e}")).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Extends the lease of a job still being worked on.
+    pub async fn renew(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE jobs SET lease_until = $2 WHERE id = $1 AND state = 'running'")
+            .bind(id)
+            .bind(now() + LEASE_SECS)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A finished job leaves the table.
+    pub async fn complete(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Schedules another attempt with exponential backoff and jitter, or fails the job.
+    /// Returns true when the job has failed for good.
+    pub async fn retry_or_fail(&self, claimed: &Claimed, error: &str) -> Result<bool, sqlx::Error> {
+        if claimed.attempts >= claimed.max_attempts {
+            self.fail(claimed.id, error).await?;
+            return Ok(true);
+        }
+        let exponent = u32::try_from(claimed.attempts.clamp(1, 16) - 1).unwrap_or(0);
+        let base = self
+            .retry_base
+            .saturating_mul(2u32.saturating_pow(exponent));
+        let capped = base.min(Duration::from_secs(3600));
+        let jitter: f64 = rand::rng().random_range(0.5..1.0);
+        let delay_ms = (capped.as_millis() as f64 * jitter) as i64;
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_after = $2, lease_until = 0, last_error = $3 \
+             WHERE id = $1",
+        )
+        .bind(claimed.id)
+        // run_after has a resolution of seconds: round up so the delay is never skipped.
+        .bind(now() + (delay_ms + 999) / 1000)
+        .bind(error)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(false)
+    }
+
+    async fn fail(&self, id: i64, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'failed', lease_until = 0, last_error = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! Workers: tokio tasks that claim jobs, keep their lease alive and record the outcome.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use super::{Claimed, Job, JobError, LEASE_SECS};
+use crate::{app::AppState, purge, repositories, workspaces};
+
+/// Wakes idle workers when a job is added (they also poll, for jobs of other processes).
+pub type Doorbell = Arc<Notify>;
+
+/// Starts `count` workers; they stop when the returned handles are aborted.
+pub fn start(state: &AppState, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..count)
+        .map(|n| {
+            let state = state.clone();
+            tokio::spawn(async move { work(state, n).await })
+        })
+        .collect()
+}
+
+async fn work(state: AppState, worker: usize) {
+    loop {
+        match state.queue.claim().await {
+            Ok(Some(claimed)) => run_one(&state, claimed, worker).await,
+            Ok(None) => {
+                let _ = tokio::time::timeout(Duration::from_millis(500), state.doorbell.notified())
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a job failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn run_one(state: &AppState, claimed: Claimed, worker: usize) {
+    let span = tracing::info_span!("job", id = claimed.id, attempt = claimed.attempts, worker);
+    // Keep the lease while the job runs; a crashed process stops renewing it.
+    let renew = {
+        let queue = state.queue.clone();
+        let id = claimed.id;
+        tokio::spawn(async move {
+            let period = Duration::from_secs(u64::try_from(LEASE_SECS / 3).unwrap_or(20));
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(e) = queue.renew(id).await {
+                    tracing::warn!(error = %e, job = id, "renewing a lease failed");
+                }
+            }
+        })
+    };
+    let outcome = execute(state, &claimed.job).instrument(span).await;
+    renew.abort();
+    let recorded = match outcome {
+        Ok(()) => state.queue.complete(claimed.id).await,
+        Err(JobError::Retry(reason)) => {
+            tracing::info!(job = claimed.id, %reason, "job will be retried");
+            state
+                .queue
+                .retry_or_fail(&claimed, &reason)
+                .await
+                .map(|_| ())
+        }
+        Err(JobError::Permanent(reason)) => {
+            tracing::warn!(job = claimed.id, %reason, "job failed");
+            let last = Claimed {
+                attempts: i64::MAX,
+                ..claimed
+            };
+            state.queue.retry_or_fail(&last, &reason).await.map(|_| ())
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "recording a job outcome failed; the lease will expire and it runs again");
+    }
+}
+
+/// Runs one job to completion.
+pub async fn execute(state: &AppState, job: &Job) -> Result<(), JobError> {
+    match job {
+        Job::RefreshWorkspaces { user_id } => workspaces::refresh::run(state, *user_id).await,
+        Job::LoadRepositories { workspace_id } => {
+            repositories::load::run(state, *workspace_id).await
+        }
+        Job::PurgeWorkspace { workspace_id } => purge::workspace(state, *workspace_id).await,
+        Job::PurgeUser { user_id } => purge::user(state, *user_id).await,
+    }
+}

@@ -1,0 +1,14 @@
+//! codelayer: a self-hosted code knowledge layer over Bitbucket Cloud repositories.
+
+pub mod app;
+pub mod auth;
+pub mod bitbucket;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod jobs;
+pub mod pages;
+pub mod purge;
+pub mod repositories;
+pub mod telemetry;
+pub mod workspaces;

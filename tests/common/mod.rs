@@ -1,0 +1,379 @@
+//! Shared set-up for the journey tests: a real app on a random port with its own database
+//! (SQLite file or a fresh PostgreSQL database) and its own fake Bitbucket.
+#![allow(dead_code)]
+
+pub mod fake_bitbucket;
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use codelayer::{
+    app::{App, AppState, Tuning},
+    bitbucket::RetryPolicy,
+    config::Config,
+};
+use fake_bitbucket::{FakeBitbucket, FakeUser};
+use reqwest::{Client, StatusCode, header};
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once against SQLite and once against PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Postgres).await })*
+        }
+    };
+}
+
+/// The PostgreSQL server the suite uses; `.ci/test` starts one when none answers.
+pub fn postgres_admin_url() -> String {
+    std::env::var("CODELAYER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A running app, its fake Bitbucket and its private data directory.
+pub struct TestApp {
+    pub url: String,
+    pub state: AppState,
+    pub fake: FakeBitbucket,
+    pub data_dir: tempfile::TempDir,
+    pub database_url: String,
+    postgres_db: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Options for `TestApp::start`.
+#[derive(Default)]
+pub struct Options {
+    /// Leave the OAuth consumer unconfigured.
+    pub no_oauth: bool,
+    /// Extra configuration keys.
+    pub env: Vec<(&'static str, String)>,
+    /// Reuse this fake (e.g. to restart an app against the same Bitbucket).
+    pub fake: Option<FakeBitbucket>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::start(backend, Options::default()).await
+    }
+
+    pub async fn start(backend: Backend, options: Options) -> TestApp {
+        if std::env::var_os("TEST_LOG").is_some() {
+            // Debugging aid: `TEST_LOG=1 cargo test -- --nocapture` shows the app's log.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info,codelayer=debug")
+                .try_init();
+        }
+        let fake = match options.fake {
+            Some(fake) => fake,
+            None => FakeBitbucket::start().await,
+        };
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let (database_url, postgres_db) = match backend {
+            Backend::Sqlite => (
+                format!(
+                    "sqlite://{}",
+                    data_dir.path().join("codelayer.db").display()
+                ),
+                None,
+            ),
+            Backend::Postgres => {
+                let (url, name) = fresh_postgres_database().await;
+                (url, Some(name))
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        fake.set_callback(&format!("{url}/auth/callback"));
+
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("CODELAYER_PUBLIC_URL".into(), url.clone());
+        env.insert(
+            "CODELAYER_DATA_DIR".into(),
+            data_dir.path().display().to_string(),
+        );
+        env.insert("DATABASE_URL".into(), database_url.clone());
+        env.insert("BITBUCKET_AUTH_URL".into(), fake.url());
+        env.insert("BITBUCKET_API_URL".into(), fake.url());
+        env.insert("BITBUCKET_GIT_URL".into(), fake.url());
+        env.insert("CODELAYER_HTTP_TIMEOUT_SECS".into(), "5".into());
+        // The per-install request budget is tested on its own; elsewhere it must not slow tests.
+        env.insert("CODELAYER_API_REQUESTS_PER_HOUR".into(), "3600000".into());
+        if !options.no_oauth {
+            env.insert(
+                "BITBUCKET_CLIENT_ID".into(),
+                FakeBitbucket::CLIENT_ID.into(),
+            );
+            env.insert(
+                "BITBUCKET_CLIENT_SECRET".into(),
+                FakeBitbucket::CLIENT_SECRET.into(),
+            );
+        }
+        for (k, v) in options.env {
+            env.insert(k.into(), v);
+        }
+        let config = Config::from_map(&env).expect("valid test config");
+        let tuning = Tuning {
+            retry: Some(RetryPolicy {
+                min_delay: Duration::from_millis(50),
+                max_delay: Duration::from_secs(3),
+                max_retries: 4,
+            }),
+            job_retry_base: Some(Duration::from_millis(200)),
+        };
+        let app = App::new(config, tuning).await.expect("app starts");
+        let state = app.state.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestApp {
+            url,
+            state,
+            fake,
+            data_dir,
+            database_url,
+            postgres_db,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// A browser-like client: keeps cookies, does not follow redirects, sends our Origin on POST.
+    pub fn browser(&self) -> Client {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(header::ORIGIN, self.url.parse().expect("origin"));
+        Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("client")
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Walks the whole OAuth dance as `user` and returns the page the app lands on.
+    pub async fn sign_in(&self, browser: &Client, user: &FakeUser) -> String {
+        let landed = self.sign_in_until_callback(browser, user, "grant").await;
+        assert_eq!(landed.status(), StatusCode::SEE_OTHER, "callback redirects");
+        let next = location(&landed);
+        let page = browser
+            .get(self.at(&next))
+            .send()
+            .await
+            .expect("landing page");
+        assert_eq!(page.status(), StatusCode::OK, "landing page {next}");
+        page.text().await.expect("body")
+    }
+
+    /// Login → Bitbucket consent (granted or denied) → the app's callback response.
+    pub async fn sign_in_until_callback(
+        &self,
+        browser: &Client,
+        user: &FakeUser,
+        decision: &str,
+    ) -> reqwest::Response {
+        let callback = self.consent(browser, user, decision).await;
+        browser.get(callback).send().await.expect("callback")
+    }
+
+    /// Login → Bitbucket consent; returns the callback URL Bitbucket redirects to.
+    pub async fn consent(&self, browser: &Client, user: &FakeUser, decision: &str) -> String {
+        self.fake.sign_in_browser(user);
+        let login = browser
+            .get(self.at("/auth/login"))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(
+            login.status(),
+            StatusCode::SEE_OTHER,
+            "login redirects to Bitbucket"
+        );
+        let authorize = url::Url::parse(&location(&login)).expect("authorize URL");
+        let consent_page = browser
+            .get(authorize.clone())
+            .send()
+            .await
+            .expect("consent");
+        assert_eq!(consent_page.status(), StatusCode::OK);
+        let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+        form.push(("decision".into(), decision.into()));
+        let decided = browser
+            .post(format!("{}/site/oauth2/authorize", self.fake.url()))
+            .form(&form)
+            .send()
+            .await
+            .expect("decision");
+        assert_eq!(
+            decided.status(),
+            StatusCode::FOUND,
+            "Bitbucket redirects back"
+        );
+        location(&decided)
+    }
+
+    /// Stops the server (as a SIGTERM would).
+    pub async fn stop(mut self) {
+        self.shutdown_now().await;
+    }
+
+    async fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+        self.state.db.pool.close().await;
+    }
+
+    /// Every file's bytes under the data dir, for scans of what is left on disk.
+    pub fn files_on_disk(&self) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    out.push((path, bytes));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.data_dir.path(), &mut out);
+        out
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(name) = self.postgres_db.take() {
+            // Drop runs outside async context: a short-lived runtime removes the database.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    if let Ok(db) = codelayer::db::Db::connect(&postgres_admin_url()).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .execute(&db.pool)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Creates an empty database for one test; fails loudly when PostgreSQL is not there.
+async fn fresh_postgres_database() -> (String, String) {
+    let admin = postgres_admin_url();
+    let db = codelayer::db::Db::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is required for this test and did not answer at {admin} ({e}). \
+             Run `.ci/test` (it starts one) or set CODELAYER_TEST_POSTGRES."
+            )
+        });
+    let name = format!(
+        "codelayer_test_{}_{}",
+        std::process::id(),
+        codelayer::auth::crypto::random_token(9)
+            .to_lowercase()
+            .replace(['-', '_'], "x")
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&db.pool)
+        .await
+        .expect("create test database");
+    db.pool.close().await;
+    let mut url = url::Url::parse(&admin).expect("admin URL");
+    url.set_path(&name);
+    (url.to_string(), name)
+}
+
+/// The Location header of a redirect.
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(header::LOCATION)
+        .unwrap_or_else(|| panic!("no Location on {} {}", response.status(), response.url()))
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+/// Everything the process logged, captured for scans (installed once per test binary).
+pub fn captured_logs() -> LogBuffer {
+    static BUFFER: OnceLock<LogBuffer> = OnceLock::new();
+    BUFFER
+        .get_or_init(|| {
+            let buffer = LogBuffer(Arc::new(Mutex::new(Vec::new())));
+            let writer = buffer.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter("debug,codelayer=trace")
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .init();
+            buffer
+        })
+        .clone()
+}
+
+/// A shared in-memory log sink.
+#[derive(Clone)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
