@@ -95,6 +95,7 @@ impl App {
             config.api_url.clone(),
             tokens.clone(),
             config.api_requests_per_hour,
+            config.api_burst,
             tuning.retry.unwrap_or_default(),
         ));
         let state = AppState {

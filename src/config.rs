@@ -22,6 +22,8 @@ pub struct Config {
     pub http_timeout: Duration,
     /// Requests per hour this install may send to Bitbucket's REST API (shared by all users).
     pub api_requests_per_hour: u32,
+    /// Requests that may go out at once before the hourly rate applies.
+    pub api_burst: u32,
     /// Number of background job workers.
     pub workers: usize,
 }
@@ -56,6 +58,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("BITBUCKET_GIT_URL", Some("https://bitbucket.org")),
     ("CODELAYER_HTTP_TIMEOUT_SECS", Some("30")),
     ("CODELAYER_API_REQUESTS_PER_HOUR", Some("900")),
+    ("CODELAYER_API_BURST", Some("50")),
     ("CODELAYER_WORKERS", Some("2")),
     ("RUST_LOG", Some("info")),
 ];
@@ -162,6 +165,7 @@ impl Config {
         let http_timeout = Duration::from_secs(number("CODELAYER_HTTP_TIMEOUT_SECS", 1));
         let api_requests_per_hour =
             u32::try_from(number("CODELAYER_API_REQUESTS_PER_HOUR", 1)).unwrap_or(u32::MAX);
+        let api_burst = u32::try_from(number("CODELAYER_API_BURST", 1)).unwrap_or(u32::MAX);
         let workers = usize::try_from(number("CODELAYER_WORKERS", 1)).unwrap_or(1);
 
         if !errors.is_empty() {
@@ -179,6 +183,7 @@ impl Config {
             git_url,
             http_timeout,
             api_requests_per_hour,
+            api_burst,
             workers,
         })
     }

@@ -85,11 +85,13 @@ impl Bitbucket {
         api: Url,
         tokens: Arc<TokenKeeper>,
         requests_per_hour: u32,
+        burst: u32,
         retry: RetryPolicy,
     ) -> Bitbucket {
         let per_hour = NonZeroU32::new(requests_per_hour).unwrap_or(NonZeroU32::MIN);
-        // Allow short bursts (a refresh of a few pages) but hold the hourly rate over time.
-        let burst = NonZeroU32::new((requests_per_hour / 20).max(1)).unwrap_or(NonZeroU32::MIN);
+        // Short bursts (a sign-in, a refresh of a few pages) go out at once; over time the
+        // hourly rate holds, so a big refresh slows down instead of meeting 429s.
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         let budget = RateLimiter::direct(Quota::per_hour(per_hour).allow_burst(burst));
         Bitbucket {
             http,

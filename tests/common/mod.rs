@@ -52,7 +52,9 @@ pub struct TestApp {
     pub url: String,
     pub state: AppState,
     pub fake: FakeBitbucket,
-    pub data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
+    /// Where this app keeps its data (a reused app's, when restarted on it).
+    pub data_path: std::path::PathBuf,
     pub database_url: String,
     postgres_db: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -68,9 +70,16 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Reuse this fake (e.g. to restart an app against the same Bitbucket).
     pub fake: Option<FakeBitbucket>,
+    /// Restart on the data dir and database of an earlier app (which must outlive this one).
+    pub reuse: Option<(std::path::PathBuf, String)>,
 }
 
 impl TestApp {
+    /// What `Options::reuse` needs to restart another app on this one's data.
+    pub fn reuse(&self) -> Option<(std::path::PathBuf, String)> {
+        Some((self.data_path.clone(), self.database_url.clone()))
+    }
+
     pub async fn spawn(backend: Backend) -> TestApp {
         TestApp::start(backend, Options::default()).await
     }
@@ -87,17 +96,19 @@ impl TestApp {
             None => FakeBitbucket::start().await,
         };
         let data_dir = tempfile::tempdir().expect("tempdir");
-        let (database_url, postgres_db) = match backend {
-            Backend::Sqlite => (
+        let (data_path, database_url, postgres_db) = match (options.reuse, backend) {
+            (Some((dir, url)), _) => (dir, url, None),
+            (None, Backend::Sqlite) => (
+                data_dir.path().to_path_buf(),
                 format!(
                     "sqlite://{}",
                     data_dir.path().join("codelayer.db").display()
                 ),
                 None,
             ),
-            Backend::Postgres => {
+            (None, Backend::Postgres) => {
                 let (url, name) = fresh_postgres_database().await;
-                (url, Some(name))
+                (data_dir.path().to_path_buf(), url, Some(name))
             }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -108,10 +119,7 @@ impl TestApp {
 
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("CODELAYER_PUBLIC_URL".into(), url.clone());
-        env.insert(
-            "CODELAYER_DATA_DIR".into(),
-            data_dir.path().display().to_string(),
-        );
+        env.insert("CODELAYER_DATA_DIR".into(), data_path.display().to_string());
         env.insert("DATABASE_URL".into(), database_url.clone());
         env.insert("BITBUCKET_AUTH_URL".into(), fake.url());
         env.insert("BITBUCKET_API_URL".into(), fake.url());
@@ -156,6 +164,7 @@ impl TestApp {
             state,
             fake,
             data_dir,
+            data_path,
             database_url,
             postgres_db,
             shutdown: Some(tx),
@@ -271,7 +280,7 @@ impl TestApp {
             }
         }
         let mut out = Vec::new();
-        walk(self.data_dir.path(), &mut out);
+        walk(&self.data_path, &mut out);
         out
     }
 }
@@ -328,6 +337,22 @@ async fn fresh_postgres_database() -> (String, String) {
     let mut url = url::Url::parse(&admin).expect("admin URL");
     url.set_path(&name);
     (url.to_string(), name)
+}
+
+/// Polls `check` until it holds, failing the test after `secs` seconds.
+pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The Location header of a redirect.
