@@ -18,6 +18,7 @@ use tower_sessions::{
 };
 
 use crate::{
+    account,
     auth::{
         self, crypto::SecretBox, oauth::OAuth, session_store::DbSessionStore, tokens::TokenKeeper,
     },
@@ -28,7 +29,9 @@ use crate::{
         Job, Queue,
         worker::{self, Doorbell},
     },
-    pages, repositories, workspaces,
+    pages, repositories,
+    search::{self, cache::ShardCache},
+    sync, workspaces,
 };
 
 /// Everything a handler may need, cheap to clone.
@@ -42,6 +45,7 @@ pub struct AppState {
     pub sessions: DbSessionStore,
     pub queue: Queue,
     pub doorbell: Doorbell,
+    pub shards: Arc<ShardCache>,
 }
 
 impl AppState {
@@ -72,6 +76,9 @@ impl App {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
         })?;
+        sync::clear_tmp(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot empty the data dir's tmp/: {e}"))?;
+        sync::git::set_timeouts(config.git_timeout);
         let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)
             .map_err(anyhow::Error::msg)?;
         let db = Db::connect(&config.database_url).await?;
@@ -106,6 +113,7 @@ impl App {
                 tuning.job_retry_base.unwrap_or(Duration::from_secs(30)),
             ),
             doorbell: Doorbell::default(),
+            shards: Arc::new(ShardCache::new(1024)),
             db,
             oauth,
             tokens,
@@ -126,7 +134,19 @@ impl App {
             .with_expiry(Expiry::OnInactivity(CookieDuration::days(7)));
         Router::new()
             .route("/", get(pages::home))
-            .route("/account", get(pages::account))
+            .route("/account", get(account::page))
+            .route("/account/tokens", post(account::create_form))
+            .route("/account/tokens/{id}/revoke", post(account::revoke_form))
+            .route(
+                "/account/disconnect",
+                get(account::confirm_disconnect).post(account::disconnect_form),
+            )
+            .route(
+                "/api/v1/account/tokens",
+                get(account::api_list).post(account::api_create),
+            )
+            .route("/api/v1/account/tokens/{id}", axum::routing::delete(account::api_revoke))
+            .route("/api/v1/account/disconnect", post(account::api_disconnect))
             .route("/static/app.css", get(pages::stylesheet))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
@@ -141,6 +161,15 @@ impl App {
                 get(workspaces::confirm_disconnect).post(workspaces::disconnect_form),
             )
             .route("/repositories", get(repositories::page))
+            .route("/repositories/index", post(repositories::index_form))
+            .route("/repositories/{id}/sync", post(repositories::sync_form))
+            .route("/static/app.js", get(pages::script))
+            .route("/search", get(search::pages::page))
+            .route("/search/help", get(pages::search_help))
+            .route("/repos/{id}/blob/{*path}", get(search::pages::blob))
+            .route("/api/v1/search", get(search::pages::api))
+            .route("/api/v1/repositories/index", post(repositories::api_index))
+            .route("/api/v1/repositories/{id}/sync", post(repositories::api_sync))
             .route("/api/v1/workspaces", get(workspaces::api_list))
             .route("/api/v1/workspaces/refresh", post(workspaces::api_refresh))
             .route("/api/v1/workspaces/{id}/link", post(workspaces::api_link))
@@ -174,7 +203,9 @@ impl App {
                 }
             }
         });
+        repositories::resume_interrupted(&self.state).await?;
         let workers = worker::start(&self.state, self.state.config.workers);
+        let schedule = tokio::spawn(repositories::resync_on_schedule(self.state.clone()));
         tracing::info!(
             address = %listener.local_addr()?,
             public_url = %self.state.config.public_url,
@@ -185,6 +216,7 @@ impl App {
             .with_graceful_shutdown(shutdown)
             .await?;
         cleanup.abort();
+        schedule.abort();
         for w in workers {
             w.abort();
         }

@@ -26,6 +26,15 @@ pub struct Config {
     pub api_burst: u32,
     /// Number of background job workers.
     pub workers: usize,
+    /// How often selected repositories are fetched again.
+    pub sync_interval: Duration,
+    /// A git transfer with no data for this long fails.
+    pub git_timeout: Duration,
+    /// Largest clone transfer accepted.
+    pub max_repo_bytes: u64,
+    pub max_files: u64,
+    pub max_file_bytes: u64,
+    pub max_tree_depth: usize,
 }
 
 /// The registered Bitbucket OAuth consumer.
@@ -60,6 +69,12 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_API_REQUESTS_PER_HOUR", Some("900")),
     ("CODELAYER_API_BURST", Some("50")),
     ("CODELAYER_WORKERS", Some("2")),
+    ("CODELAYER_SYNC_INTERVAL_SECS", Some("3600")),
+    ("CODELAYER_GIT_TIMEOUT_SECS", Some("60")),
+    ("CODELAYER_MAX_REPO_BYTES", Some("2147483648")),
+    ("CODELAYER_MAX_FILES", Some("200000")),
+    ("CODELAYER_MAX_FILE_BYTES", Some("1048576")),
+    ("CODELAYER_MAX_TREE_DEPTH", Some("64")),
     ("RUST_LOG", Some("info")),
 ];
 
@@ -167,6 +182,12 @@ impl Config {
             u32::try_from(number("CODELAYER_API_REQUESTS_PER_HOUR", 1)).unwrap_or(u32::MAX);
         let api_burst = u32::try_from(number("CODELAYER_API_BURST", 1)).unwrap_or(u32::MAX);
         let workers = usize::try_from(number("CODELAYER_WORKERS", 1)).unwrap_or(1);
+        let sync_interval = Duration::from_secs(number("CODELAYER_SYNC_INTERVAL_SECS", 60));
+        let git_timeout = Duration::from_secs(number("CODELAYER_GIT_TIMEOUT_SECS", 1));
+        let max_repo_bytes = number("CODELAYER_MAX_REPO_BYTES", 1024);
+        let max_files = number("CODELAYER_MAX_FILES", 1);
+        let max_file_bytes = number("CODELAYER_MAX_FILE_BYTES", 1);
+        let max_tree_depth = usize::try_from(number("CODELAYER_MAX_TREE_DEPTH", 1)).unwrap_or(64);
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -185,6 +206,12 @@ impl Config {
             api_requests_per_hour,
             api_burst,
             workers,
+            sync_interval,
+            git_timeout,
+            max_repo_bytes,
+            max_files,
+            max_file_bytes,
+            max_tree_depth,
         })
     }
 
@@ -196,6 +223,15 @@ impl Config {
     /// The public URL without a trailing slash, as browsers send it in `Origin`.
     pub fn public_origin(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The limits a shard build applies to hostile repositories.
+    pub fn index_limits(&self) -> crate::index::Limits {
+        crate::index::Limits {
+            max_file_bytes: self.max_file_bytes,
+            max_files: self.max_files,
+            max_tree_depth: self.max_tree_depth,
+        }
     }
 
     /// Whether cookies must carry the Secure flag.

@@ -19,49 +19,34 @@ use crate::{
 #[template(path = "home.html")]
 struct HomePage {
     user: Option<CurrentUser>,
+    disconnected: bool,
     configured: bool,
     callback_url: String,
     public_url: String,
 }
 
+#[derive(serde::Deserialize)]
+pub struct HomeQuery {
+    disconnected: Option<String>,
+}
+
 /// `GET /`: sign-in for visitors, set-up steps when no OAuth consumer is configured.
-pub async fn home(State(state): State<AppState>, session: Session) -> Result<Response, AppError> {
+pub async fn home(
+    State(state): State<AppState>,
+    session: Session,
+    axum::extract::Query(query): axum::extract::Query<HomeQuery>,
+) -> Result<Response, AppError> {
     if auth::signed_in(&state, &session).await?.is_some() {
         return Ok(Redirect::to("/workspaces").into_response());
     }
     Ok(HomePage {
         user: None,
+        disconnected: query.disconnected.is_some(),
         configured: state.oauth.is_some(),
         callback_url: state.config.callback_url(),
         public_url: state.config.public_origin(),
     }
     .into_response())
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "account.html")]
-pub struct AccountPage {
-    display_name: String,
-    nickname: String,
-    connected: bool,
-    user: Option<CurrentUser>,
-}
-
-/// `GET /account`.
-pub async fn account(
-    State(state): State<AppState>,
-    user: CurrentUser,
-) -> Result<AccountPage, AppError> {
-    let nickname: String = sqlx::query_scalar("SELECT nickname FROM users WHERE id = $1")
-        .bind(user.id)
-        .fetch_one(&state.db.pool)
-        .await?;
-    Ok(AccountPage {
-        display_name: user.display_name.clone(),
-        nickname,
-        connected: state.tokens.is_connected(user.id).await?,
-        user: Some(user),
-    })
 }
 
 /// `GET /static/app.css`, built into the binary so the app serves everything it needs.
@@ -73,6 +58,28 @@ pub async fn stylesheet() -> impl IntoResponse {
         ],
         include_str!("../static/app.css"),
     )
+}
+
+/// `GET /static/app.js`: live repository states (no inline script: the CSP forbids it).
+pub async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/app.js"),
+    )
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "search_help.html")]
+pub struct SearchHelpPage {
+    user: Option<CurrentUser>,
+}
+
+/// `GET /search/help`: the query language.
+pub async fn search_help(user: CurrentUser) -> SearchHelpPage {
+    SearchHelpPage { user: Some(user) }
 }
 
 /// A one-time message shown on the next page after an action.

@@ -21,6 +21,7 @@ pub fn shard_dir(data_dir: &Path, repo_id: i64) -> PathBuf {
 
 /// Removes every file of one repository (clone, shard, builds in progress), then its row.
 pub async fn repository(state: &AppState, repo_id: i64) -> Result<(), std::io::Error> {
+    state.shards.forget(repo_id);
     remove_repository_files(&state.config.data_dir, repo_id).await?;
     sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND state <> 'running'")
         .bind(format!("sync_repository:{repo_id}"))
@@ -68,6 +69,7 @@ pub async fn user(state: &AppState, user_id: i64) -> Result<(), JobError> {
         .await
         .map_err(retry)?;
     for repo_id in &repos {
+        state.shards.forget(*repo_id);
         remove_repository_files(&state.config.data_dir, *repo_id)
             .await
             .map_err(retry)?;

@@ -29,6 +29,8 @@ pub enum Job {
     PurgeWorkspace { workspace_id: i64 },
     /// Delete everything of a user.
     PurgeUser { user_id: i64 },
+    /// Fetch a selected repository and rebuild its shard when the main branch moved.
+    SyncRepository { repo_id: i64 },
 }
 
 impl Job {
@@ -39,6 +41,7 @@ impl Job {
             Job::LoadRepositories { workspace_id } => format!("load_repositories:{workspace_id}"),
             Job::PurgeWorkspace { workspace_id } => format!("purge_workspace:{workspace_id}"),
             Job::PurgeUser { user_id } => format!("purge_user:{user_id}"),
+            Job::SyncRepository { repo_id } => format!("sync_repository:{repo_id}"),
         }
     }
 
@@ -48,6 +51,7 @@ impl Job {
             Job::LoadRepositories { .. } => "load_repositories",
             Job::PurgeWorkspace { .. } => "purge_workspace",
             Job::PurgeUser { .. } => "purge_user",
+            Job::SyncRepository { .. } => "sync_repository",
         }
     }
 

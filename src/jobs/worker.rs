@@ -6,7 +6,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::{Claimed, Job, JobError, LEASE_SECS};
-use crate::{app::AppState, purge, repositories, workspaces};
+use crate::{app::AppState, purge, repositories, sync, workspaces};
 
 /// Wakes idle workers when a job is added (they also poll, for jobs of other processes).
 pub type Doorbell = Arc<Notify>;
@@ -88,5 +88,6 @@ pub async fn execute(state: &AppState, job: &Job) -> Result<(), JobError> {
         }
         Job::PurgeWorkspace { workspace_id } => purge::workspace(state, *workspace_id).await,
         Job::PurgeUser { user_id } => purge::user(state, *user_id).await,
+        Job::SyncRepository { repo_id } => sync::run(state, *repo_id).await,
     }
 }

@@ -4,8 +4,12 @@ pub mod load;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{Json, extract::State};
-use serde::Serialize;
+use axum::{
+    Json,
+    extract::{Path, State},
+    response::Redirect,
+};
+use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::{
@@ -13,6 +17,7 @@ use crate::{
     auth::{ApiUser, CurrentUser},
     db::Flag,
     error::{ApiError, AppError},
+    jobs::Job,
     pages::{Flash, human_bytes},
     workspaces::{self, WorkspaceView},
 };
@@ -40,6 +45,8 @@ pub struct RepositoryView {
     pub error: Option<String>,
     #[serde(skip)]
     pub workspace_id: i64,
+    #[serde(skip)]
+    pub indexed_at: Option<i64>,
 }
 
 impl RepositoryView {
@@ -48,6 +55,30 @@ impl RepositoryView {
     }
     pub fn updated_text(&self) -> &str {
         self.updated_on.get(..10).unwrap_or(&self.updated_on)
+    }
+
+    /// What the state column says: "ready · abc1234 · 12 files · 1.2 MB · 2026-…".
+    pub fn state_text(&self) -> String {
+        match self.state.as_str() {
+            "ready" => {
+                let commit = self
+                    .indexed_commit
+                    .as_deref()
+                    .map_or("empty repository".to_owned(), |c| {
+                        c.get(..7).unwrap_or(c).to_owned()
+                    });
+                format!(
+                    "ready · {commit} · {} files · {} · {}",
+                    self.files,
+                    human_bytes(self.bytes),
+                    crate::pages::format_time(self.indexed_at.unwrap_or(0))
+                )
+            }
+            "cloning" | "indexing" if !self.progress.is_empty() => {
+                format!("{} {}", self.state, self.progress)
+            }
+            other => other.to_owned(),
+        }
     }
 }
 
@@ -59,7 +90,7 @@ pub async fn list_for_user(
     Ok(sqlx::query_as(
         "SELECT r.id, w.slug AS workspace, r.slug, r.name, r.full_name, r.language, r.size, \
            r.is_private, r.updated_on, r.selected, r.state, r.progress, r.indexed_commit, r.files, \
-           r.bytes, r.error, r.workspace_id \
+           r.bytes, r.error, r.workspace_id, r.indexed_at \
          FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
          WHERE r.user_id = $1 AND w.user_id = $1 AND w.purging = 0 AND w.linked = 1 \
          ORDER BY lower(w.name), lower(r.name), r.id",
@@ -118,4 +149,187 @@ pub async fn api_list(
     ApiUser(user): ApiUser,
 ) -> Result<Json<Vec<RepositoryView>>, ApiError> {
     Ok(Json(list_for_user(&state, user.id).await?))
+}
+
+/// Selects repositories (all must be the user's, else 404) and queues their build.
+async fn select_and_build(
+    state: &AppState,
+    user: &CurrentUser,
+    ids: &[i64],
+) -> Result<usize, AppError> {
+    if ids.is_empty() {
+        return Err(AppError::BadRequest(
+            "Select at least one repository.".into(),
+        ));
+    }
+    if ids.len() > 10_000 {
+        return Err(AppError::BadRequest(
+            "Too many repositories in one request.".into(),
+        ));
+    }
+    let mine: Vec<i64> = list_for_user(state, user.id)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    if let Some(missing) = ids.iter().find(|id| !mine.contains(id)) {
+        tracing::info!(
+            user_id = user.id,
+            repo_id = missing,
+            "selection of a repository that is not the user's"
+        );
+        return Err(AppError::NotFound);
+    }
+    for id in ids {
+        queue_sync(state, user.id, *id, true).await?;
+    }
+    Ok(ids.len())
+}
+
+/// Marks a repository queued and adds its sync job.
+async fn queue_sync(
+    state: &AppState,
+    user_id: i64,
+    repo_id: i64,
+    select: bool,
+) -> Result<(), AppError> {
+    let updated = sqlx::query(
+        "UPDATE repositories SET selected = CASE WHEN $3 = 1 THEN 1 ELSE selected END, \
+           state = 'queued', progress = '', error = NULL \
+         WHERE id = $1 AND user_id = $2 AND (selected = 1 OR $3 = 1) \
+           AND state NOT IN ('cloning', 'indexing')",
+    )
+    .bind(repo_id)
+    .bind(user_id)
+    .bind(i64::from(select))
+    .execute(&state.db.pool)
+    .await?;
+    if updated.rows_affected() == 1 {
+        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+    }
+    Ok(())
+}
+
+/// `POST /repositories/index` (form with repeated `ids`): "Create knowledge layer".
+pub async fn index_form(
+    State(state): State<AppState>,
+    session: Session,
+    user: CurrentUser,
+    body: axum::body::Bytes,
+) -> Result<Redirect, AppError> {
+    let ids: Result<Vec<i64>, _> = url::form_urlencoded::parse(&body)
+        .filter(|(k, _)| k == "ids")
+        .map(|(_, v)| v.parse::<i64>())
+        .collect();
+    let ids = ids.map_err(|_| AppError::BadRequest("The selection was not understood.".into()))?;
+    let flash = match select_and_build(&state, &user, &ids).await {
+        Ok(n) => Flash::ok(format!(
+            "Building the knowledge layer for {n} repositor{}. Progress shows below.",
+            if n == 1 { "y" } else { "ies" }
+        )),
+        Err(AppError::BadRequest(msg)) => Flash::error(msg),
+        Err(e) => return Err(e),
+    };
+    flash.set(&session).await;
+    Ok(Redirect::to("/repositories"))
+}
+
+/// `POST /repositories/{id}/sync`: "Sync now" and "Retry".
+pub async fn sync_form(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<Redirect, AppError> {
+    find_for_user(&state, user.id, id).await?;
+    queue_sync(&state, user.id, id, false).await?;
+    Ok(Redirect::to(&format!("/repositories#repo-{id}")))
+}
+
+/// One repository, only if it is the user's.
+pub async fn find_for_user(
+    state: &AppState,
+    user_id: i64,
+    repo_id: i64,
+) -> Result<RepositoryView, AppError> {
+    list_for_user(state, user_id)
+        .await?
+        .into_iter()
+        .find(|r| r.id == repo_id)
+        .ok_or(AppError::NotFound)
+}
+
+/// Body of `POST /api/v1/repositories/index`.
+#[derive(Deserialize)]
+pub struct IndexRequest {
+    ids: Vec<i64>,
+}
+
+/// `POST /api/v1/repositories/index`.
+pub async fn api_index(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Json(request): Json<IndexRequest>,
+) -> Result<Json<Vec<RepositoryView>>, ApiError> {
+    select_and_build(&state, &user, &request.ids).await?;
+    Ok(Json(list_for_user(&state, user.id).await?))
+}
+
+/// `POST /api/v1/repositories/{id}/sync`.
+pub async fn api_sync(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<i64>,
+) -> Result<Json<RepositoryView>, ApiError> {
+    let repo = find_for_user(&state, user.id, id).await?;
+    if !repo.selected.0 {
+        return Err(
+            AppError::BadRequest("Select the repository for indexing first.".into()).into(),
+        );
+    }
+    queue_sync(&state, user.id, id, false).await?;
+    Ok(Json(find_for_user(&state, user.id, id).await?))
+}
+
+/// At start-up: builds a crash interrupted get their job back (their job row may be gone
+/// if the crash came between steps; the dedupe key keeps this from doubling work).
+pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
+    let stuck: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM repositories WHERE selected = 1 AND state IN ('queued', 'cloning', 'indexing')",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    for repo_id in stuck {
+        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+    }
+    Ok(())
+}
+
+/// Fetches every selected repository again once per sync interval. A repository whose
+/// first build failed waits for the user's Retry (its error is on the page).
+pub async fn resync_on_schedule(state: AppState) {
+    let interval = state.config.sync_interval;
+    let mut tick = tokio::time::interval(interval.min(std::time::Duration::from_secs(60)));
+    loop {
+        tick.tick().await;
+        let due = crate::db::now() - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+        let repos: Result<Vec<i64>, _> = sqlx::query_scalar(
+            "SELECT r.id FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
+             WHERE r.selected = 1 AND r.state IN ('ready', 'failed') AND r.synced_at IS NOT NULL \
+               AND r.synced_at < $1 AND w.linked = 1 AND w.purging = 0",
+        )
+        .bind(due)
+        .fetch_all(&state.db.pool)
+        .await;
+        match repos {
+            Ok(repos) => {
+                for repo_id in repos {
+                    // Queued by id: the job itself checks the head before rebuilding.
+                    if let Err(e) = state.enqueue(&Job::SyncRepository { repo_id }).await {
+                        tracing::warn!(error = %e, "scheduling a sync failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "finding repositories to sync failed"),
+        }
+    }
 }

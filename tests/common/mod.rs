@@ -355,6 +355,25 @@ where
     }
 }
 
+/// Polls `check` until it yields a value, failing the test after `secs` seconds.
+pub async fn poll_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The Location header of a redirect.
 pub fn location(response: &reqwest::Response) -> String {
     response

@@ -1,0 +1,252 @@
+//! Building a shard from one commit of a bare repository: walk the tree, read blobs from the
+//! object database on worker threads (filter, trigram, compress), and write the tantivy
+//! index and `content.bin` on the calling thread.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use git2::{Oid, Repository};
+use tantivy::{IndexBuilder, SingleSegmentIndexWriter, TantivyDocument};
+
+use super::content::{BuildDirectory, ContentWriter, encode, sync_dir};
+use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR};
+use super::tokens::TrigramSet;
+use super::{BuildStats, IndexError, Limits, language_of};
+
+/// Threads reading and preparing blobs while the calling thread indexes.
+const WORKERS: usize = 2;
+/// A file with a NUL byte in this many first bytes is binary.
+const BINARY_PROBE: usize = 8 << 10;
+/// Git file modes of the tree entries we care about.
+const MODE_TREE: i32 = 0o040000;
+const MODE_SYMLINK: i32 = 0o120000;
+const MODE_COMMIT: i32 = 0o160000;
+
+/// A file entry of the tree, to be read.
+struct Entry {
+    path: String,
+    oid: Oid,
+    symlink: bool,
+}
+
+/// What a worker made of one entry.
+enum Prepared {
+    Doc {
+        path: String,
+        lang: &'static str,
+        size: u64,
+        stored: Vec<u8>,
+        trigrams: Vec<u32>,
+        text: String,
+        symlink: bool,
+    },
+    Binary,
+    Large,
+}
+
+/// Builds a shard for `commit` of the bare repository at `git_dir` into `out_dir` (a fresh,
+/// not yet existing directory). Reads the tree and blobs from the object database, never a
+/// checkout, and calls `progress(done, total)` now and then (counting file entries).
+pub fn build_shard(
+    git_dir: &Path,
+    commit: Oid,
+    out_dir: &Path,
+    limits: &Limits,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<BuildStats, IndexError> {
+    let started = Instant::now();
+    // Our own clones: libgit2's SHA-1 re-check of every blob read is wasted work.
+    git2::opts::strict_hash_verification(false);
+    let repo = Repository::open(git_dir)?;
+    let tree = repo.find_commit(commit)?.tree()?;
+    let mut stats = BuildStats::default();
+    let entries = walk(&repo, &tree, limits, &mut stats)?;
+    drop(tree);
+    drop(repo);
+
+    std::fs::create_dir(out_dir)?;
+    let index_dir = out_dir.join(INDEX_DIR);
+    std::fs::create_dir(&index_dir)?;
+    let schema = schema::schema();
+    let fields = Fields::from_schema(&schema)?;
+    let budget = (entries.len() * 4096).clamp(1 << 20, 48 << 20);
+    let mut writer = IndexBuilder::new()
+        .schema(schema)
+        .tokenizers(schema::tokenizers())
+        .single_segment_index_writer(BuildDirectory::open(&index_dir)?, budget)?;
+    let mut content = ContentWriter::create(&out_dir.join(CONTENT_FILE))?;
+
+    let total = entries.len() as u64;
+    progress(0, total);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel(4 * WORKERS);
+        for _ in 0..WORKERS {
+            let tx = tx.clone();
+            let (entries, next) = (&entries, &next);
+            scope.spawn(move || prepare_entries(git_dir, entries, next, limits, tx));
+        }
+        drop(tx);
+        let mut done = 0u64;
+        for prepared in rx {
+            match prepared? {
+                Prepared::Binary => stats.skipped_binary += 1,
+                Prepared::Large => stats.skipped_large += 1,
+                Prepared::Doc {
+                    path,
+                    lang,
+                    size,
+                    stored,
+                    trigrams,
+                    text,
+                    symlink,
+                } => {
+                    let offset = content.append(&stored)?;
+                    let mut doc = TantivyDocument::new();
+                    doc.add_text(fields.path, &path);
+                    doc.add_text(fields.lang, lang);
+                    doc.add_u64(fields.size, size);
+                    doc.add_u64(fields.offset, offset);
+                    doc.add_u64(fields.stored, stored.len() as u64);
+                    for t in trigrams {
+                        doc.add_u64(fields.trigrams, u64::from(t));
+                    }
+                    doc.add_text(fields.words, &text);
+                    doc.add_text(fields.words, &path);
+                    writer.add_document(doc)?;
+                    stats.files += 1;
+                    stats.bytes += size;
+                    stats.symlinks += u64::from(symlink);
+                }
+            }
+            done += 1;
+            if done.is_multiple_of(256) {
+                progress(done, total);
+            }
+        }
+        Ok::<(), IndexError>(())
+    })?;
+    finalize(writer, content, out_dir)?;
+    progress(total, total);
+    stats.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(stats)
+}
+
+/// Closes the index and content file and syncs the shard once.
+fn finalize(
+    writer: SingleSegmentIndexWriter,
+    content: ContentWriter,
+    out_dir: &Path,
+) -> Result<(), IndexError> {
+    writer.finalize()?;
+    content.finish()?;
+    sync_dir(&out_dir.join(INDEX_DIR))?;
+    sync_dir(out_dir)?;
+    Ok(())
+}
+
+/// Lists the file entries of `tree`, breadth first, counting what the limits leave out.
+fn walk(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    limits: &Limits,
+    stats: &mut BuildStats,
+) -> Result<Vec<Entry>, IndexError> {
+    let mut files = Vec::new();
+    let mut queue = VecDeque::from([(tree.id(), String::new(), 0usize)]);
+    while let Some((tree, prefix, depth)) = queue.pop_front() {
+        for entry in repo.find_tree(tree)?.iter() {
+            let name = String::from_utf8_lossy(entry.name_bytes());
+            let path = if prefix.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            match entry.filemode() {
+                MODE_TREE if depth >= limits.max_tree_depth => stats.skipped_too_deep += 1,
+                MODE_TREE => queue.push_back((entry.id(), path, depth + 1)),
+                MODE_COMMIT => stats.submodules += 1,
+                _ if files.len() as u64 >= limits.max_files => {
+                    stats.skipped_over_file_limit += 1;
+                }
+                mode => files.push(Entry {
+                    path,
+                    oid: entry.id(),
+                    symlink: mode == MODE_SYMLINK,
+                }),
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Worker: takes entries by index from `next` until none are left or the receiver is gone.
+fn prepare_entries(
+    git_dir: &Path,
+    entries: &[Entry],
+    next: &AtomicUsize,
+    limits: &Limits,
+    tx: mpsc::SyncSender<Result<Prepared, IndexError>>,
+) {
+    let repo = match Repository::open(git_dir) {
+        Ok(repo) => repo,
+        Err(e) => {
+            let _ = tx.send(Err(e.into()));
+            return;
+        }
+    };
+    let odb = match repo.odb() {
+        Ok(odb) => odb,
+        Err(e) => {
+            let _ = tx.send(Err(e.into()));
+            return;
+        }
+    };
+    let mut trigrams = TrigramSet::new();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(entry) = entries.get(i) else { return };
+        let prepared = prepare(&odb, entry, limits, &mut trigrams);
+        let failed = prepared.is_err();
+        if tx.send(prepared).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Reads one blob and turns it into a document, or says why it is skipped.
+fn prepare(
+    odb: &git2::Odb<'_>,
+    entry: &Entry,
+    limits: &Limits,
+    trigrams: &mut TrigramSet,
+) -> Result<Prepared, IndexError> {
+    let (size, _) = odb.read_header(entry.oid)?;
+    if size as u64 > limits.max_file_bytes {
+        return Ok(Prepared::Large);
+    }
+    let object = odb.read(entry.oid)?;
+    let data = object.data();
+    if memchr::memchr(0, &data[..data.len().min(BINARY_PROBE)]).is_some() {
+        return Ok(Prepared::Binary);
+    }
+    let raw = data.to_vec();
+    drop(object);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    Ok(Prepared::Doc {
+        path: entry.path.clone(),
+        lang: if entry.symlink {
+            ""
+        } else {
+            language_of(&entry.path)
+        },
+        size: raw.len() as u64,
+        trigrams: trigrams.distinct(&raw),
+        stored: encode(raw),
+        text,
+        symlink: entry.symlink,
+    })
+}

@@ -1,0 +1,172 @@
+//! Lines of file content: splitting, and turning match offsets into [`LineMatch`]es with
+//! lossy UTF-8 text and ranges that stay valid in that text.
+
+use super::LineMatch;
+
+/// The lines of `content`, without their `\n` (a final `\n` does not start a new line).
+pub(crate) fn lines(content: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(content);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b'\n', r) {
+            Some(i) => {
+                rest = (i + 1 < r.len()).then(|| &r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+/// Byte offsets where each line of `content` starts.
+pub(crate) fn line_starts(content: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0];
+    starts.extend(
+        memchr::memchr_iter(b'\n', content)
+            .map(|i| i + 1)
+            .filter(|&s| s < content.len()),
+    );
+    starts
+}
+
+/// A line's bytes without its `\n` (and `\r`), given the line starts.
+fn line_at<'a>(content: &'a [u8], starts: &[usize], i: usize) -> &'a [u8] {
+    let end = starts.get(i + 1).map_or(content.len(), |&s| s - 1);
+    let line = &content[starts[i]..end.max(starts[i])];
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Builds the returned lines from matches given as (line index, start, end) with offsets
+/// relative to the line start; returns at most `max_lines` lines and the count of all
+/// matching lines.
+pub(crate) fn line_matches(
+    content: &[u8],
+    starts: &[usize],
+    mut hits: Vec<(usize, usize, usize)>,
+    max_lines: usize,
+) -> (Vec<LineMatch>, usize) {
+    hits.sort_unstable();
+    let mut out = Vec::new();
+    let mut count = 0;
+    let mut i = 0;
+    while i < hits.len() {
+        let line = hits[i].0;
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        while i < hits.len() && hits[i].0 == line {
+            let (_, s, e) = hits[i];
+            match ranges.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => ranges.push((s, e)),
+            }
+            i += 1;
+        }
+        count += 1;
+        if out.len() >= max_lines {
+            continue;
+        }
+        let bytes = line_at(content, starts, line);
+        let (text, ranges) = lossy_with_ranges(bytes, &ranges);
+        out.push(LineMatch {
+            line: u32::try_from(line + 1).unwrap_or(u32::MAX),
+            text,
+            ranges,
+            before: line
+                .checked_sub(1)
+                .map(|b| String::from_utf8_lossy(line_at(content, starts, b)).into_owned()),
+            after: (line + 1 < starts.len())
+                .then(|| String::from_utf8_lossy(line_at(content, starts, line + 1)).into_owned()),
+        });
+    }
+    (out, count)
+}
+
+/// `bytes` as lossy UTF-8 and `ranges` moved onto the same characters in that text
+/// (clipped to the text and widened to character boundaries; empty ones dropped).
+fn lossy_with_ranges(bytes: &[u8], ranges: &[(usize, usize)]) -> (String, Vec<(usize, usize)>) {
+    let (text, map) = match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_owned(), None),
+        Err(_) => {
+            // map[i] = offset in the text of original byte i.
+            let mut text = String::with_capacity(bytes.len() + 8);
+            let mut map = Vec::with_capacity(bytes.len() + 1);
+            for chunk in bytes.utf8_chunks() {
+                map.extend((0..chunk.valid().len()).map(|k| text.len() + k));
+                text.push_str(chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    map.extend(std::iter::repeat_n(text.len(), chunk.invalid().len()));
+                    text.push(char::REPLACEMENT_CHARACTER);
+                }
+            }
+            map.push(text.len());
+            (text, Some(map))
+        }
+    };
+    let moved = ranges
+        .iter()
+        .filter_map(|&(s, e)| {
+            let (s, e) = (s.min(bytes.len()), e.min(bytes.len()));
+            let (mut s, mut e) = match &map {
+                None => (s, e),
+                // An end inside an invalid sequence covers its replacement character.
+                Some(m) => (
+                    m[s],
+                    if e > s && m[e] == m[e - 1] {
+                        m[e] + 3
+                    } else {
+                        m[e]
+                    },
+                ),
+            };
+            e = e.min(text.len());
+            while s > 0 && !text.is_char_boundary(s) {
+                s -= 1;
+            }
+            while e < text.len() && !text.is_char_boundary(e) {
+                e += 1;
+            }
+            (s < e).then_some((s, e))
+        })
+        .collect();
+    (text, moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_like_an_editor() {
+        let l: Vec<&[u8]> = lines(b"a\nbb\n\nc\n").collect();
+        assert_eq!(l, [&b"a"[..], b"bb", b"", b"c"]);
+        assert_eq!(line_starts(b"a\nbb\n\nc\n"), [0, 2, 5, 6]);
+        assert_eq!(lines(b"x").count(), 1);
+    }
+
+    #[test]
+    fn ranges_survive_invalid_utf8() {
+        let (text, r) = lossy_with_ranges(b"a\xffbc", &[(2, 4)]);
+        assert_eq!(text, "a\u{fffd}bc");
+        assert_eq!(&text[r[0].0..r[0].1], "bc");
+        let (text, r) = lossy_with_ranges("größe".as_bytes(), &[(3, 4)]);
+        assert_eq!(&text[r[0].0..r[0].1], "ö", "widened to the whole character");
+    }
+
+    #[test]
+    fn builds_context_and_counts() {
+        let content = b"one\r\ntwo foo\r\nthree foo foo\r\n";
+        let starts = line_starts(content);
+        let hits = vec![(1, 4, 7), (2, 6, 9), (2, 10, 13)];
+        let (lines, count) = line_matches(content, &starts, hits, 1);
+        assert_eq!(count, 2);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].line, 2);
+        assert_eq!(lines[0].text, "two foo");
+        assert_eq!(lines[0].ranges, [(4, 7)]);
+        assert_eq!(lines[0].before.as_deref(), Some("one"));
+        assert_eq!(lines[0].after.as_deref(), Some("three foo foo"));
+    }
+}

@@ -1,0 +1,167 @@
+//! Running a prepared query over one shard: take the trigram candidates, verify each with
+//! the `regex` crate on its content, rank the matching files, and cut out their lines.
+
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocSet, Term};
+
+use super::lines::{line_matches, line_starts};
+use super::prepare::PreparedQuery;
+use super::shard::Shard;
+use super::{FileMatch, IndexError, ShardQuery, ShardResult};
+
+/// Content bytes one search may hand to the regex engine before it stops early.
+const MAX_SCAN_BYTES: u64 = 2 << 30;
+/// Score added for a literal pattern matching the path, and for a whole-identifier match.
+const PATH_BONUS: f32 = 2000.0;
+const WORD_BONUS: f32 = 1000.0;
+/// BM25 is capped below the word bonus so the tiers stay ordered.
+const MAX_BM25: f32 = 899.0;
+
+/// A verified file, before ranking.
+struct Hit {
+    doc: u32,
+    path_match: bool,
+    word_match: bool,
+    score: f32,
+}
+
+impl Shard {
+    /// Runs `query` over this shard: the matching files, ranked, with their lines.
+    /// Searching many shards? Prepare the query once and use [`Shard::search_prepared`].
+    pub fn search(&self, query: &ShardQuery) -> Result<ShardResult, IndexError> {
+        self.search_prepared(&PreparedQuery::new(query)?)
+    }
+
+    /// Runs a prepared query over this shard.
+    pub fn search_prepared(&self, query: &PreparedQuery) -> Result<ShardResult, IndexError> {
+        let (must, must_not) = (&query.must, &query.must_not);
+        let candidates: Box<dyn Iterator<Item = u32>> = match self.candidates(&query.q)? {
+            Some(docs) => Box::new(docs.into_iter()),
+            None => Box::new(0..self.docs.len() as u32),
+        };
+        let (mut content, mut scratch) = (Vec::new(), Vec::new());
+        let mut scanned = 0u64;
+        let mut truncated = false;
+        let mut hits = Vec::new();
+        for d in candidates {
+            let doc = &self.docs[d as usize];
+            let path = doc.path.as_str();
+            if !query.accepts(path, self.lang(doc)) {
+                continue;
+            }
+            let mut hit = Hit {
+                doc: d,
+                path_match: false,
+                word_match: false,
+                score: 0.0,
+            };
+            if !must.is_empty() || !must_not.is_empty() {
+                if scanned > MAX_SCAN_BYTES {
+                    truncated = true;
+                    break;
+                }
+                self.content.read(doc.address, &mut content, &mut scratch)?;
+                scanned += content.len() as u64 * (must.len() + must_not.len()) as u64;
+                if !must.iter().all(|m| m.matcher.is_match(&content))
+                    || must_not.iter().any(|m| m.is_match(&content))
+                {
+                    continue;
+                }
+                hit.path_match = must
+                    .iter()
+                    .any(|m| m.literal && m.matcher.regex.is_match(path.as_bytes()));
+                hit.word_match = must
+                    .iter()
+                    .any(|m| m.whole_word.as_ref().is_some_and(|w| w.is_match(&content)));
+            }
+            hits.push(hit);
+        }
+
+        let total_files = hits.len();
+        let bm25 = self.bm25(&hits, &query.words)?;
+        for (hit, bm25) in hits.iter_mut().zip(bm25) {
+            let path_len = self.docs[hit.doc as usize].path.len() as f32;
+            hit.score = if hit.path_match { PATH_BONUS } else { 0.0 }
+                + if hit.word_match { WORD_BONUS } else { 0.0 }
+                + bm25.min(MAX_BM25)
+                + 0.99 / (1.0 + path_len);
+        }
+        hits.sort_by(|a, b| {
+            b.score.total_cmp(&a.score).then_with(|| {
+                self.docs[a.doc as usize]
+                    .path
+                    .cmp(&self.docs[b.doc as usize].path)
+            })
+        });
+        if query.max_files > 0 {
+            hits.truncate(query.max_files);
+        }
+
+        let mut files = Vec::with_capacity(hits.len());
+        for hit in hits {
+            let doc = &self.docs[hit.doc as usize];
+            let (mut matches, mut match_count) = (Vec::new(), 0);
+            if !must.is_empty() {
+                self.content.read(doc.address, &mut content, &mut scratch)?;
+                let starts = line_starts(&content);
+                let mut found = Vec::new();
+                for m in must {
+                    m.matcher.hits(&content, &starts, &mut found);
+                }
+                (matches, match_count) =
+                    line_matches(&content, &starts, found, query.max_matches_per_file);
+            }
+            files.push(FileMatch {
+                path: doc.path.clone(),
+                language: self.lang(doc).to_owned(),
+                score: hit.score,
+                matches,
+                match_count,
+            });
+        }
+        Ok(ShardResult {
+            files,
+            total_files,
+            truncated,
+        })
+    }
+
+    /// BM25 of `words` on the word field for each hit (hits ascending by document).
+    fn bm25(&self, hits: &[Hit], words: &[String]) -> Result<Vec<f32>, IndexError> {
+        let mut scores = vec![0.0; hits.len()];
+        if words.is_empty() || hits.is_empty() {
+            return Ok(scores);
+        }
+        let query = BooleanQuery::new(
+            words
+                .iter()
+                .map(|w| {
+                    let term = Term::from_field_text(self.fields.words, w);
+                    let q: Box<dyn Query> =
+                        Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                    (Occur::Should, q)
+                })
+                .collect(),
+        );
+        let weight = query.weight(EnableScoring::enabled_from_searcher(&self.searcher))?;
+        let segments = self.searcher.segment_readers();
+        let mut i = 0;
+        for (s, segment) in segments.iter().enumerate() {
+            let base = self.bases[s];
+            let end = self.bases.get(s + 1).copied().unwrap_or(u32::MAX);
+            let mut scorer = weight.scorer(segment, 1.0)?;
+            while i < hits.len() && hits[i].doc < end {
+                let local = hits[i].doc - base;
+                if scorer.doc() < local {
+                    scorer.seek(local);
+                }
+                if scorer.doc() == local {
+                    scores[i] = scorer.score();
+                }
+                i += 1;
+            }
+        }
+        Ok(scores)
+    }
+}

@@ -1,0 +1,212 @@
+//! An open shard: the tantivy reader, the content file and every file's metadata in memory
+//! (path, language, where its bytes are), plus candidate selection through the trigrams.
+
+use std::path::Path;
+
+use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, SegmentReader, Term};
+
+use super::IndexError;
+use super::content::ContentReader;
+use super::prepare::PreparedQuery;
+use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR, LANG, OFFSET, PATH, SIZE, STORED};
+use super::trigram_query::Q;
+
+/// An open shard (reader). Cheap to share across threads (Send + Sync).
+pub struct Shard {
+    pub(super) searcher: Searcher,
+    _reader: IndexReader,
+    pub(super) fields: Fields,
+    pub(super) content: ContentReader,
+    /// Per document, by global ordinal (segment base + doc id).
+    pub(super) docs: Vec<DocMeta>,
+    /// First global ordinal of each segment.
+    pub(super) bases: Vec<u32>,
+    /// Distinct language names; `DocMeta::lang` indexes this.
+    pub(super) langs: Vec<String>,
+    /// Global ordinals sorted by path.
+    by_path: Vec<u32>,
+}
+
+/// What the shard knows about one file without reading it.
+#[derive(Debug)]
+pub(super) struct DocMeta {
+    pub path: String,
+    pub lang: u16,
+    /// (offset, stored length, size) in `content.bin`.
+    pub address: (u64, u64, u64),
+}
+
+impl Shard {
+    /// Opens the shard in `dir` (as written by [`build_shard`](super::build_shard)).
+    pub fn open(dir: &Path) -> Result<Shard, IndexError> {
+        let mut index = Index::open_in_dir(dir.join(INDEX_DIR))?;
+        index.set_tokenizers(schema::tokenizers());
+        let fields = Fields::from_schema(&index.schema())?;
+        // A built shard never changes: no file watcher, no reloads.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let searcher = reader.searcher();
+        let content = ContentReader::open(&dir.join(CONTENT_FILE))?;
+        let (mut docs, mut bases, mut langs) = (Vec::new(), Vec::new(), Vec::<String>::new());
+        for segment in searcher.segment_readers() {
+            bases.push(u32::try_from(docs.len()).map_err(|_| corrupt("too many documents"))?);
+            load_segment(segment, &mut docs, &mut langs)?;
+        }
+        let mut by_path: Vec<u32> = (0..docs.len() as u32).collect();
+        by_path.sort_unstable_by(|&a, &b| docs[a as usize].path.cmp(&docs[b as usize].path));
+        Ok(Shard {
+            searcher,
+            _reader: reader,
+            fields,
+            content,
+            docs,
+            bases,
+            langs,
+            by_path,
+        })
+    }
+
+    /// The whole content of one file at the indexed commit; None if not in the shard.
+    pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, IndexError> {
+        let Ok(i) = self
+            .by_path
+            .binary_search_by(|&d| self.docs[d as usize].path.as_str().cmp(path))
+        else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        let doc = &self.docs[self.by_path[i] as usize];
+        self.content.read(doc.address, &mut out, &mut Vec::new())?;
+        Ok(Some(out))
+    }
+
+    /// Every indexed file: (path, language, size in bytes), sorted by path.
+    pub fn list_files(&self) -> Result<Vec<(String, String, u64)>, IndexError> {
+        Ok(self
+            .by_path
+            .iter()
+            .map(|&d| {
+                let doc = &self.docs[d as usize];
+                (doc.path.clone(), self.lang(doc).to_owned(), doc.address.2)
+            })
+            .collect())
+    }
+
+    /// Number of files in the shard.
+    pub fn num_files(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub(super) fn lang(&self, doc: &DocMeta) -> &str {
+        self.langs
+            .get(usize::from(doc.lang))
+            .map_or("", String::as_str)
+    }
+
+    /// Global ordinals of the files holding the trigrams `q` asks for, ascending;
+    /// None means every file.
+    pub(super) fn candidates(&self, q: &Q) -> Result<Option<Vec<u32>>, IndexError> {
+        if *q == Q::All {
+            return Ok(None);
+        }
+        let query = to_query(q, self.fields.trigrams);
+        let weight = query.weight(EnableScoring::disabled_from_searcher(&self.searcher))?;
+        let mut out = Vec::new();
+        for (segment, &base) in self.searcher.segment_readers().iter().zip(&self.bases) {
+            weight.for_each_no_score(segment, &mut |docs| {
+                out.extend(docs.iter().map(|d| base + d));
+            })?;
+        }
+        out.sort_unstable();
+        Ok(Some(out))
+    }
+
+    /// How many files the trigram index proposes for `query`, before verification (a
+    /// measure of how well the query's literals prune).
+    pub fn candidate_count(&self, query: &PreparedQuery) -> Result<usize, IndexError> {
+        Ok(self
+            .candidates(&query.q)?
+            .map_or(self.docs.len(), |c| c.len()))
+    }
+}
+
+fn corrupt(what: &str) -> IndexError {
+    IndexError::Corrupt(what.to_owned())
+}
+
+/// Reads one segment's fast fields into `docs`.
+fn load_segment(
+    segment: &SegmentReader,
+    docs: &mut Vec<DocMeta>,
+    langs: &mut Vec<String>,
+) -> Result<(), IndexError> {
+    let fast = segment.fast_fields();
+    let strings =
+        |name: &str| -> Result<(Vec<String>, tantivy::columnar::Column<u64>), IndexError> {
+            let (dict, ords) = fast
+                .str(name)?
+                .ok_or_else(|| corrupt("string column missing"))?
+                .into_parts();
+            let mut terms = Vec::new();
+            let mut stream = dict.stream()?;
+            while stream.advance() {
+                terms.push(String::from_utf8_lossy(stream.key()).into_owned());
+            }
+            Ok((terms, ords))
+        };
+    let (paths, path_ords) = strings(PATH)?;
+    let (seg_langs, lang_ords) = strings(LANG)?;
+    let lang_ids: Vec<u16> = seg_langs
+        .into_iter()
+        .map(|l| match langs.iter().position(|x| *x == l) {
+            Some(i) => i as u16,
+            None => {
+                langs.push(l);
+                (langs.len() - 1) as u16
+            }
+        })
+        .collect();
+    let (size, offset, stored) = (fast.u64(SIZE)?, fast.u64(OFFSET)?, fast.u64(STORED)?);
+    for doc in 0..segment.max_doc() {
+        let missing = || corrupt("document without path or address");
+        let path = path_ords.first(doc).and_then(|o| paths.get(o as usize));
+        let lang = lang_ords.first(doc).and_then(|o| lang_ids.get(o as usize));
+        docs.push(DocMeta {
+            path: path.ok_or_else(missing)?.clone(),
+            lang: lang.copied().unwrap_or(u16::MAX),
+            address: (
+                offset.first(doc).ok_or_else(missing)?,
+                stored.first(doc).ok_or_else(missing)?,
+                size.first(doc).ok_or_else(missing)?,
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tantivy query for a trigram condition.
+fn to_query(q: &Q, field: Field) -> Box<dyn Query> {
+    match q {
+        Q::All => Box::new(AllQuery),
+        Q::Tri(t) => Box::new(TermQuery::new(
+            Term::from_field_u64(field, u64::from(*t)),
+            IndexRecordOption::Basic,
+        )),
+        Q::And(parts) => Box::new(BooleanQuery::new(
+            parts
+                .iter()
+                .map(|p| (Occur::Must, to_query(p, field)))
+                .collect(),
+        )),
+        Q::Or(parts) => Box::new(BooleanQuery::new(
+            parts
+                .iter()
+                .map(|p| (Occur::Should, to_query(p, field)))
+                .collect(),
+        )),
+    }
+}

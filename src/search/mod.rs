@@ -1,0 +1,267 @@
+//! Search across the shards a user may read: the query language, shard readers, ranking
+//! across repositories, the results page, the file view and the JSON API.
+
+pub mod cache;
+pub mod pages;
+pub mod query;
+
+use std::{sync::Arc, time::Instant};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::Serialize;
+
+use crate::{
+    app::AppState,
+    error::AppError,
+    index::{FileMatch, ShardResult},
+    purge::shard_dir,
+};
+
+/// Files per results page.
+pub const PAGE_SIZE: usize = 20;
+/// Matching lines shown per file.
+pub const LINES_PER_FILE: usize = 5;
+
+/// A repository whose shard the user may search: ready, selected, in an Active workspace.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Searchable {
+    pub id: i64,
+    pub workspace: String,
+    pub slug: String,
+    pub full_name: String,
+    pub indexed_commit: String,
+    pub html_url: String,
+}
+
+impl Searchable {
+    /// `<workspace>/<slug>`, how results and MCP name a repository.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.workspace, self.slug)
+    }
+}
+
+/// The user's searchable repositories, chosen by user id before any query text is read.
+pub async fn searchable(state: &AppState, user_id: i64) -> Result<Vec<Searchable>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT r.id, w.slug AS workspace, r.slug, r.full_name, r.indexed_commit, r.html_url \
+         FROM repositories r \
+         JOIN workspaces w ON w.id = r.workspace_id AND w.user_id = $1 \
+         JOIN bitbucket_connections c ON c.user_id = $1 AND c.status = 'ok' \
+         JOIN users u ON u.id = $1 AND u.purging = 0 \
+         WHERE r.user_id = $1 AND r.selected = 1 AND r.indexed_commit IS NOT NULL \
+           AND w.linked = 1 AND w.reachable = 1 AND w.purging = 0 \
+         ORDER BY r.id",
+    )
+    .bind(user_id)
+    .fetch_all(&state.db.pool)
+    .await?)
+}
+
+/// One searchable repository of the user, or "not found".
+pub async fn searchable_repository(
+    state: &AppState,
+    user_id: i64,
+    repo_id: i64,
+) -> Result<Searchable, AppError> {
+    searchable(state, user_id)
+        .await?
+        .into_iter()
+        .find(|r| r.id == repo_id)
+        .ok_or(AppError::NotFound)
+}
+
+/// One matching line of a result.
+#[derive(Clone, Debug, Serialize)]
+pub struct LineHit {
+    pub line: u32,
+    pub text: String,
+    pub ranges: Vec<[usize; 2]>,
+    #[serde(skip)]
+    pub before: Option<String>,
+    #[serde(skip)]
+    pub after: Option<String>,
+}
+
+/// One file of the results.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileHit {
+    pub repository: String,
+    pub repository_id: i64,
+    pub path: String,
+    pub language: String,
+    pub matches: Vec<LineHit>,
+    pub match_count: usize,
+    #[serde(skip)]
+    pub score: f32,
+}
+
+/// A page of results.
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    pub results: Vec<FileHit>,
+    pub total_files: usize,
+    pub next_cursor: Option<String>,
+    pub took_ms: u64,
+    #[serde(skip)]
+    pub repository_facets: Vec<(String, usize)>,
+    #[serde(skip)]
+    pub language_facets: Vec<(String, usize)>,
+}
+
+/// Why a search could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("{0}")]
+    Query(#[from] query::ParseError),
+    #[error("the cursor is not valid for this query")]
+    Cursor,
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+impl From<SearchError> for AppError {
+    fn from(e: SearchError) -> AppError {
+        match e {
+            SearchError::App(e) => e,
+            other => AppError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// Runs a query over the user's shards and returns one page, best files first.
+pub async fn run(
+    state: &AppState,
+    user_id: i64,
+    text: &str,
+    cursor: Option<&str>,
+    page_size: usize,
+) -> Result<Results, SearchError> {
+    let started = Instant::now();
+    let repos = searchable(state, user_id).await?;
+    let query = query::parse(text)?;
+    let offset = match cursor.filter(|c| !c.is_empty()) {
+        Some(c) => decode_cursor(c).ok_or(SearchError::Cursor)?,
+        None => 0,
+    };
+    let wanted = offset + page_size;
+    let repos: Vec<Searchable> = repos
+        .into_iter()
+        .filter(|r| query.allows_repository(&r.workspace, &r.slug, &r.full_name))
+        .collect();
+    let per_shard = query.shard_query(LINES_PER_FILE, wanted.max(200));
+    let hits = search_shards(state, repos, Arc::new(per_shard)).await?;
+
+    let mut total_files = 0;
+    let mut repository_facets = Vec::new();
+    let mut languages: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut files: Vec<FileHit> = Vec::new();
+    for (repo, result) in hits {
+        total_files += result.total_files;
+        if result.total_files > 0 {
+            repository_facets.push((repo.name(), result.total_files));
+        }
+        for file in result.files {
+            if !file.language.is_empty() {
+                *languages.entry(file.language.clone()).or_default() += 1;
+            }
+            files.push(file_hit(&repo, file));
+        }
+    }
+    files.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.path.len().cmp(&b.path.len()))
+            .then_with(|| a.repository.cmp(&b.repository))
+            .then_with(|| a.path.cmp(&b.path))
+    });
+    let results: Vec<FileHit> = files.into_iter().skip(offset).take(page_size).collect();
+    let next_cursor = (offset + page_size < total_files && results.len() == page_size)
+        .then(|| encode_cursor(offset + page_size));
+    repository_facets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut language_facets: Vec<(String, usize)> = languages.into_iter().collect();
+    language_facets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(Results {
+        results,
+        total_files,
+        next_cursor,
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        repository_facets,
+        language_facets,
+    })
+}
+
+/// Searches shards in parallel on the blocking pool (one task per core-sized chunk).
+async fn search_shards(
+    state: &AppState,
+    repos: Vec<Searchable>,
+    query: Arc<crate::index::ShardQuery>,
+) -> Result<Vec<(Searchable, ShardResult)>, AppError> {
+    let chunks = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    let per_chunk = repos.len().div_ceil(chunks).max(1);
+    let mut tasks = Vec::new();
+    for chunk in repos.chunks(per_chunk) {
+        let chunk = chunk.to_vec();
+        let query = query.clone();
+        let cache = state.shards.clone();
+        let data_dir = state.config.data_dir.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(chunk.len());
+            for repo in chunk {
+                let shard = cache
+                    .get(repo.id, &shard_dir(&data_dir, repo.id))
+                    .map_err(|e| AppError::Internal(format!("opening shard {}: {e}", repo.id)))?;
+                let result = shard
+                    .search(&query)
+                    .map_err(|e| AppError::BadRequest(e.to_string()))?;
+                out.push((repo, result));
+            }
+            Ok::<_, AppError>(out)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(
+            task.await
+                .map_err(|e| AppError::Internal(format!("search task: {e}")))??,
+        );
+    }
+    Ok(all)
+}
+
+fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {
+    FileHit {
+        repository: repo.name(),
+        repository_id: repo.id,
+        path: file.path,
+        language: file.language,
+        match_count: file.match_count,
+        score: file.score,
+        matches: file
+            .matches
+            .into_iter()
+            .map(|m| LineHit {
+                line: m.line,
+                text: m.text,
+                ranges: m.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
+                before: m.before,
+                after: m.after,
+            })
+            .collect(),
+    }
+}
+
+fn encode_cursor(offset: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o{offset}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<usize> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let offset: usize = std::str::from_utf8(&raw)
+        .ok()?
+        .strip_prefix('o')?
+        .parse()
+        .ok()?;
+    (offset <= 100_000).then_some(offset)
+}

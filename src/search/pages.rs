@@ -1,0 +1,327 @@
+//! The search page, the file view and `GET /api/v1/search`.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Json,
+    extract::{Path, Query as QueryString, State},
+};
+use serde::Deserialize;
+
+use crate::{
+    app::AppState,
+    auth::{ApiUser, CurrentUser},
+    error::{ApiError, AppError},
+    purge::clone_dir,
+};
+
+use super::{FileHit, LineHit, PAGE_SIZE, Results, SearchError, query, run, searchable_repository};
+
+#[derive(Deserialize)]
+pub struct SearchParams {
+    #[serde(default)]
+    q: String,
+    cursor: Option<String>,
+}
+
+/// A line cut into plain and highlighted pieces, for the template.
+pub struct Piece {
+    pub text: String,
+    pub mark: bool,
+}
+
+/// Splits `text` at byte `ranges` (clamped to char boundaries).
+pub fn pieces(text: &str, ranges: &[[usize; 2]]) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for [start, end] in ranges {
+        let (start, end) = (floor(text, *start), floor(text, *end));
+        if start < at || end <= start {
+            continue;
+        }
+        if start > at {
+            out.push(Piece {
+                text: text[at..start].to_owned(),
+                mark: false,
+            });
+        }
+        out.push(Piece {
+            text: text[start..end].to_owned(),
+            mark: true,
+        });
+        at = end;
+    }
+    if at < text.len() {
+        out.push(Piece {
+            text: text[at..].to_owned(),
+            mark: false,
+        });
+    }
+    out
+}
+
+fn floor(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+impl LineHit {
+    pub fn pieces(&self) -> Vec<Piece> {
+        pieces(&self.text, &self.ranges)
+    }
+}
+
+impl FileHit {
+    pub fn href(&self, q: &str, line: u32) -> String {
+        blob_href(self.repository_id, &self.path, q, line)
+    }
+}
+
+/// Link to the file view at a line, carrying the query for highlighting.
+pub fn blob_href(repo_id: i64, path: &str, q: &str, line: u32) -> String {
+    let path: String = path
+        .split('/')
+        .map(|s| crate::bitbucket::urlencode(s).replace('+', "%20"))
+        .collect::<Vec<_>>()
+        .join("/");
+    let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+    format!("/repos/{repo_id}/blob/{path}?q={q}#L{line}")
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "search.html")]
+pub struct SearchPage {
+    user: Option<CurrentUser>,
+    q: String,
+    error: Option<String>,
+    results: Option<Results>,
+}
+
+impl SearchPage {
+    fn narrow(&self, filter: &str) -> String {
+        let q = format!("{} {filter}", self.q.trim());
+        let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        format!("/search?q={q}")
+    }
+
+    /// Link to the query with a `repo:` filter added (a facet).
+    pub fn narrow_repo(&self, name: &str) -> String {
+        self.narrow(&format!("repo:{}", name.rsplit('/').next().unwrap_or(name)))
+    }
+
+    /// Link to the query with a `lang:` filter added (a facet).
+    pub fn narrow_lang(&self, lang: &str) -> String {
+        self.narrow(&format!("lang:{lang}"))
+    }
+
+    /// Link to the next page of results.
+    pub fn next_href(&self, cursor: &str) -> String {
+        let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
+        format!("/search?q={q}&cursor={cursor}")
+    }
+}
+
+/// `GET /search?q=`.
+pub async fn page(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    QueryString(params): QueryString<SearchParams>,
+) -> Result<SearchPage, AppError> {
+    let q = params.q;
+    let (results, error) = if q.trim().is_empty() {
+        (None, None)
+    } else {
+        match run(&state, user.id, &q, params.cursor.as_deref(), PAGE_SIZE).await {
+            Ok(results) => (Some(results), None),
+            Err(SearchError::App(e)) => return Err(e),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    };
+    Ok(SearchPage {
+        user: Some(user),
+        q,
+        error,
+        results,
+    })
+}
+
+/// `GET /api/v1/search?q=&cursor=`.
+pub async fn api(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    QueryString(params): QueryString<SearchParams>,
+) -> Result<Json<Results>, ApiError> {
+    if params.q.len() > query::MAX_QUERY_BYTES {
+        return Err(AppError::BadRequest(format!(
+            "the query is longer than {} bytes",
+            query::MAX_QUERY_BYTES
+        ))
+        .into());
+    }
+    Ok(Json(
+        run(
+            &state,
+            user.id,
+            &params.q,
+            params.cursor.as_deref(),
+            PAGE_SIZE,
+        )
+        .await
+        .map_err(AppError::from)?,
+    ))
+}
+
+/// One line of the file view.
+pub struct ViewLine {
+    pub number: usize,
+    pub pieces: Vec<Piece>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "blob.html")]
+pub struct BlobPage {
+    user: Option<CurrentUser>,
+    repository: String,
+    path: String,
+    commit: String,
+    language: String,
+    bitbucket_url: String,
+    notice: Option<String>,
+    lines: Vec<ViewLine>,
+    q: String,
+}
+
+/// `GET /repos/{id}/blob/{*path}`: the file at the indexed commit, from the shard only.
+pub async fn blob(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((repo_id, path)): Path<(i64, String)>,
+    QueryString(params): QueryString<SearchParams>,
+) -> Result<BlobPage, AppError> {
+    let repo = searchable_repository(&state, user.id, repo_id).await?;
+    let shard = {
+        let cache = state.shards.clone();
+        let dir = crate::purge::shard_dir(&state.config.data_dir, repo_id);
+        let wanted = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let shard = cache.get(repo_id, &dir)?;
+            shard.read_file(&wanted)
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::Internal(e.to_string()))?
+    };
+    let bitbucket_url = format!(
+        "{}/src/{}/{}",
+        repo.html_url.trim_end_matches('/'),
+        repo.indexed_commit,
+        path.split('/')
+            .map(crate::bitbucket::urlencode)
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    let (notice, lines) = match shard {
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let marker = if params.q.trim().is_empty() {
+                None
+            } else {
+                highlighter(&params.q)
+            };
+            let lines = text
+                .lines()
+                .enumerate()
+                .map(|(i, line)| ViewLine {
+                    number: i + 1,
+                    pieces: match &marker {
+                        Some(re) => pieces(
+                            line,
+                            &re.find_iter(line)
+                                .map(|m| [m.start(), m.end()])
+                                .filter(|[s, e]| e > s)
+                                .take(50)
+                                .collect::<Vec<_>>(),
+                        ),
+                        None => vec![Piece {
+                            text: line.to_owned(),
+                            mark: false,
+                        }],
+                    },
+                })
+                .collect();
+            (None, lines)
+        }
+        None => {
+            // Not in the shard: skipped on purpose (binary, too large) or not there at all.
+            let skipped = skipped_reason(&state, repo_id, &repo.indexed_commit, &path).await;
+            match skipped {
+                Some(reason) => (Some(reason), Vec::new()),
+                None => return Err(AppError::NotFound),
+            }
+        }
+    };
+    Ok(BlobPage {
+        user: Some(user),
+        repository: repo.name(),
+        language: crate::index::language_of(&path).to_owned(),
+        path,
+        commit: repo.indexed_commit,
+        bitbucket_url,
+        notice,
+        lines,
+        q: params.q,
+    })
+}
+
+/// A regex marking what the query's positive terms match, for the file view.
+fn highlighter(q: &str) -> Option<regex::Regex> {
+    let query = query::parse(q).ok()?;
+    let sq = query.shard_query(1, 1);
+    let alternatives: Vec<String> = sq.must.iter().map(|p| format!("(?:{})", p.regex)).collect();
+    if alternatives.is_empty() {
+        return None;
+    }
+    regex::RegexBuilder::new(&alternatives.join("|"))
+        .case_insensitive(!query.case_sensitive)
+        .size_limit(4 * 1024 * 1024)
+        .build()
+        .ok()
+}
+
+/// Why a file of the indexed commit is not in the shard, if it is in the commit at all.
+async fn skipped_reason(
+    state: &AppState,
+    repo_id: i64,
+    commit: &str,
+    path: &str,
+) -> Option<String> {
+    let git_dir = clone_dir(&state.config.data_dir, repo_id);
+    let (commit, path) = (commit.to_owned(), path.to_owned());
+    let limit = state.config.max_file_bytes;
+    tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open_bare(git_dir).ok()?;
+        let tree = repo
+            .find_commit(git2::Oid::from_str(&commit).ok()?)
+            .ok()?
+            .tree()
+            .ok()?;
+        let entry = tree.get_path(std::path::Path::new(&path)).ok()?;
+        let blob = repo.find_blob(entry.id()).ok()?;
+        Some(if blob.size() as u64 > limit {
+            format!(
+                "This file is {} — larger than the indexing limit, so it is not shown.",
+                crate::pages::human_bytes(blob.size() as i64)
+            )
+        } else if blob.is_binary() {
+            "This is a binary file, so it is not shown.".to_owned()
+        } else {
+            "This file was not indexed.".to_owned()
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}

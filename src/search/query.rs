@@ -1,0 +1,485 @@
+//! The query language shared by the search page, the JSON API and MCP.
+//!
+//! `foo bar` (all must match, case-insensitive), `"exact phrase"`, `/regex/`, filters
+//! `repo:`, `workspace:`, `path:` (alias `file:`), `lang:`, `case:yes`, and `-` before a word,
+//! phrase, regex or filter to negate it. Parsing never panics; errors say what and where.
+
+use crate::index::{PathFilter, Pattern, ShardQuery, language_aliases};
+
+/// The longest query accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// Compiled size limit of one regex (the regex crate's own measure).
+const REGEX_SIZE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A parsed query.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    pub terms: Vec<Term>,
+    pub repos: Vec<Filter>,
+    pub workspaces: Vec<Filter>,
+    pub paths: Vec<Filter>,
+    pub languages: Vec<Filter>,
+    pub case_sensitive: bool,
+}
+
+/// Something the content must (or, negated, must not) contain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Term {
+    pub kind: TermKind,
+    pub text: String,
+    pub negated: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TermKind {
+    Word,
+    Phrase,
+    Regex,
+}
+
+/// A `key:value` restriction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub value: String,
+    pub negated: bool,
+}
+
+/// What is wrong with a query and where (a character offset into it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (at character {position})")]
+pub struct ParseError {
+    pub message: String,
+    pub position: usize,
+}
+
+fn error(message: impl Into<String>, position: usize) -> ParseError {
+    ParseError {
+        message: message.into(),
+        position,
+    }
+}
+
+/// Parses a query string.
+pub fn parse(input: &str) -> Result<Query, ParseError> {
+    if input.len() > MAX_QUERY_BYTES {
+        return Err(error(
+            format!("the query is longer than {MAX_QUERY_BYTES} bytes"),
+            MAX_QUERY_BYTES,
+        ));
+    }
+    let chars: Vec<char> = input.chars().collect();
+    let mut query = Query::default();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let negated = chars[i] == '-' && i + 1 < chars.len() && !chars[i + 1].is_whitespace();
+        if negated {
+            i += 1;
+        }
+        match chars[i] {
+            '"' => {
+                let (text, next) = quoted(&chars, i)?;
+                if text.is_empty() {
+                    return Err(error("an empty \"phrase\" matches nothing useful", start));
+                }
+                query.terms.push(Term {
+                    kind: TermKind::Phrase,
+                    text,
+                    negated,
+                });
+                i = next;
+            }
+            '/' => {
+                let (text, next) = regex_literal(&chars, i)?;
+                validate_regex(&text, query.case_sensitive).map_err(|m| error(m, start))?;
+                query.terms.push(Term {
+                    kind: TermKind::Regex,
+                    text,
+                    negated,
+                });
+                i = next;
+            }
+            _ => {
+                let (word, next) = bare(&chars, i);
+                i = next;
+                if let Some((key, value)) = split_filter(&word) {
+                    let value_start = start + usize::from(negated) + key.chars().count() + 1;
+                    let value = if value.is_empty() && i < chars.len() && chars[i] == '"' {
+                        let (v, next) = quoted(&chars, i)?;
+                        i = next;
+                        v
+                    } else {
+                        value
+                    };
+                    if value.is_empty() {
+                        return Err(error(format!("{key}: needs a value"), value_start));
+                    }
+                    let filter = Filter {
+                        value: value.clone(),
+                        negated,
+                    };
+                    match key.to_ascii_lowercase().as_str() {
+                        "repo" | "r" => query.repos.push(filter),
+                        "workspace" | "ws" => query.workspaces.push(filter),
+                        "path" | "file" | "f" => query.paths.push(filter),
+                        "lang" | "language" => {
+                            let Some(name) = language_aliases(&value) else {
+                                return Err(error(
+                                    format!("unknown language {value:?}"),
+                                    value_start,
+                                ));
+                            };
+                            query.languages.push(Filter {
+                                value: name.to_owned(),
+                                negated,
+                            });
+                        }
+                        "case" => match value.to_ascii_lowercase().as_str() {
+                            "yes" | "y" | "true" | "on" => query.case_sensitive = true,
+                            "no" | "n" | "false" | "off" | "auto" => query.case_sensitive = false,
+                            _ => return Err(error("case: takes yes or no", value_start)),
+                        },
+                        _ => unreachable!("split_filter only returns known keys"),
+                    }
+                } else {
+                    query.terms.push(Term {
+                        kind: TermKind::Word,
+                        text: word,
+                        negated,
+                    });
+                }
+            }
+        }
+    }
+    // case:yes may come after a regex: validate again with the final flags.
+    for term in query.terms.iter().filter(|t| t.kind == TermKind::Regex) {
+        validate_regex(&term.text, query.case_sensitive).map_err(|m| error(m, 0))?;
+    }
+    if query.terms.iter().all(|t| t.negated)
+        && query.paths.iter().all(|f| f.negated)
+        && query.languages.iter().all(|f| f.negated)
+        && query.repos.iter().all(|f| f.negated)
+        && query.workspaces.iter().all(|f| f.negated)
+    {
+        return Err(error(
+            "say what to look for: a word, \"a phrase\", /a regex/ or a path:/lang:/repo: filter",
+            0,
+        ));
+    }
+    Ok(query)
+}
+
+fn quoted(chars: &[char], open: usize) -> Result<(String, usize), ParseError> {
+    let mut text = String::new();
+    let mut i = open + 1;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if i + 1 < chars.len() && matches!(chars[i + 1], '"' | '\\') => {
+                text.push(chars[i + 1]);
+                i += 2;
+            }
+            '"' => return Ok((text, i + 1)),
+            c => {
+                text.push(c);
+                i += 1;
+            }
+        }
+    }
+    Err(error("this \" is never closed", open))
+}
+
+fn regex_literal(chars: &[char], open: usize) -> Result<(String, usize), ParseError> {
+    let mut text = String::new();
+    let mut i = open + 1;
+    while i < chars.len() {
+        match chars[i] {
+            // `\/` is a literal slash; every other escape is the regex's own.
+            '\\' if i + 1 < chars.len() && chars[i + 1] == '/' => {
+                text.push('/');
+                i += 2;
+            }
+            '\\' if i + 1 < chars.len() => {
+                text.push('\\');
+                text.push(chars[i + 1]);
+                i += 2;
+            }
+            '/' if i + 1 == chars.len() || chars[i + 1].is_whitespace() => {
+                if text.is_empty() {
+                    return Err(error("an empty /regex/", open));
+                }
+                return Ok((text, i + 1));
+            }
+            c => {
+                text.push(c);
+                i += 1;
+            }
+        }
+    }
+    Err(error(
+        "this /regex/ is never closed (end it with / and a space)",
+        open,
+    ))
+}
+
+fn bare(chars: &[char], start: usize) -> (String, usize) {
+    let mut i = start;
+    let mut word = String::new();
+    while i < chars.len() && !chars[i].is_whitespace() {
+        // A filter's quoted value starts right after the colon.
+        if chars[i] == '"' && word.ends_with(':') {
+            break;
+        }
+        word.push(chars[i]);
+        i += 1;
+    }
+    (word, i)
+}
+
+fn split_filter(word: &str) -> Option<(String, String)> {
+    let (key, value) = word.split_once(':')?;
+    const KEYS: [&str; 10] = [
+        "repo",
+        "r",
+        "workspace",
+        "ws",
+        "path",
+        "file",
+        "f",
+        "lang",
+        "language",
+        "case",
+    ];
+    KEYS.contains(&key.to_ascii_lowercase().as_str())
+        .then(|| (key.to_owned(), value.to_owned()))
+}
+
+fn validate_regex(pattern: &str, case_sensitive: bool) -> Result<(), String> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .case_insensitive(!case_sensitive)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map(|_| ())
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(_) => {
+                "this regex is too big; make it more specific".to_owned()
+            }
+            other => format!(
+                "invalid regex: {}",
+                other
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("syntax error")
+                    .trim()
+            ),
+        })
+}
+
+impl Query {
+    /// The per-shard part of the query (content, path and language); repository and
+    /// workspace filters choose the shards instead.
+    pub fn shard_query(&self, max_matches_per_file: usize, max_files: usize) -> ShardQuery {
+        let pattern = |t: &Term| Pattern {
+            regex: match t.kind {
+                TermKind::Regex => t.text.clone(),
+                _ => regex::escape(&t.text),
+            },
+            case_sensitive: self.case_sensitive,
+            literal: t.kind != TermKind::Regex,
+        };
+        let path = |f: &Filter| {
+            if f.value.contains(['*', '?', '[']) {
+                PathFilter::Glob(f.value.clone())
+            } else {
+                PathFilter::Substring(f.value.clone())
+            }
+        };
+        ShardQuery {
+            must: self
+                .terms
+                .iter()
+                .filter(|t| !t.negated)
+                .map(pattern)
+                .collect(),
+            must_not: self
+                .terms
+                .iter()
+                .filter(|t| t.negated)
+                .map(pattern)
+                .collect(),
+            path_include: self.paths.iter().filter(|f| !f.negated).map(path).collect(),
+            path_exclude: self.paths.iter().filter(|f| f.negated).map(path).collect(),
+            languages: self
+                .languages
+                .iter()
+                .filter(|f| !f.negated)
+                .map(|f| f.value.clone())
+                .collect(),
+            exclude_languages: self
+                .languages
+                .iter()
+                .filter(|f| f.negated)
+                .map(|f| f.value.clone())
+                .collect(),
+            max_matches_per_file,
+            max_files,
+        }
+    }
+
+    /// Whether a repository passes the `repo:` and `workspace:` filters.
+    pub fn allows_repository(&self, workspace: &str, slug: &str, full_name: &str) -> bool {
+        let repo_hit = |f: &Filter| {
+            let v = f.value.to_lowercase();
+            slug.to_lowercase() == v || full_name.to_lowercase().contains(&v)
+        };
+        let ws_hit = |f: &Filter| workspace.eq_ignore_ascii_case(&f.value);
+        self.repos.iter().all(|f| repo_hit(f) != f.negated)
+            && self.workspaces.iter().all(|f| ws_hit(f) != f.negated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(text: &str, negated: bool) -> Term {
+        Term {
+            kind: TermKind::Word,
+            text: text.into(),
+            negated,
+        }
+    }
+
+    #[test]
+    fn words_phrases_regexes_and_negation() {
+        let q = parse(r#"foo -bar "a b\"c" /fn\s+\w+/ -/TODO/"#).expect("valid");
+        assert_eq!(q.terms[0], word("foo", false));
+        assert_eq!(q.terms[1], word("bar", true));
+        assert_eq!(
+            q.terms[2],
+            Term {
+                kind: TermKind::Phrase,
+                text: "a b\"c".into(),
+                negated: false
+            }
+        );
+        assert_eq!(
+            q.terms[3],
+            Term {
+                kind: TermKind::Regex,
+                text: r"fn\s+\w+".into(),
+                negated: false
+            }
+        );
+        assert_eq!(
+            q.terms[4],
+            Term {
+                kind: TermKind::Regex,
+                text: "TODO".into(),
+                negated: true
+            }
+        );
+        assert!(!q.case_sensitive);
+    }
+
+    #[test]
+    fn filters_and_aliases() {
+        let q = parse(
+            r#"x repo:api -workspace:acme file:src/*.rs path:"my dir" lang:py -lang:rs case:yes"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            q.repos,
+            vec![Filter {
+                value: "api".into(),
+                negated: false
+            }]
+        );
+        assert_eq!(
+            q.workspaces,
+            vec![Filter {
+                value: "acme".into(),
+                negated: true
+            }]
+        );
+        assert_eq!(q.paths[0].value, "src/*.rs");
+        assert_eq!(q.paths[1].value, "my dir");
+        assert_eq!(
+            q.languages[0],
+            Filter {
+                value: "python".into(),
+                negated: false
+            }
+        );
+        assert_eq!(
+            q.languages[1],
+            Filter {
+                value: "rust".into(),
+                negated: true
+            }
+        );
+        assert!(q.case_sensitive);
+        let sq = q.shard_query(5, 10);
+        assert!(matches!(&sq.path_include[0], PathFilter::Glob(g) if g == "src/*.rs"));
+        assert!(matches!(&sq.path_include[1], PathFilter::Substring(s) if s == "my dir"));
+        assert!(sq.must[0].case_sensitive);
+    }
+
+    #[test]
+    fn words_are_escaped_for_the_regex_engine() {
+        let q = parse("a.b(").expect("valid");
+        assert_eq!(q.shard_query(1, 1).must[0].regex, r"a\.b\(");
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let e = parse("foo \"unclosed").expect_err("bad");
+        assert_eq!(e.position, 4);
+        let e = parse("x /a(/").expect_err("bad");
+        assert!(e.message.starts_with("invalid regex"), "{e}");
+        assert_eq!(e.position, 2);
+        assert!(
+            parse("lang:klingon x")
+                .expect_err("bad")
+                .message
+                .contains("unknown language")
+        );
+        assert!(parse("x case:maybe").is_err());
+        assert!(parse("-foo").is_err(), "only negations");
+        assert!(parse("   ").is_err());
+        assert!(
+            parse(&"a".repeat(MAX_QUERY_BYTES + 1))
+                .expect_err("long")
+                .message
+                .contains("longer")
+        );
+        assert!(parse("/never closed").is_err());
+        assert!(
+            parse(r"/\w{1000}{1000}/")
+                .expect_err("big")
+                .message
+                .contains("too big")
+        );
+    }
+
+    #[test]
+    fn a_lone_dash_and_slashes_inside_words_are_words() {
+        let q = parse("- a/b/c").expect("valid");
+        assert_eq!(q.terms[0], word("-", false));
+        assert_eq!(q.terms[1], word("a/b/c", false));
+    }
+
+    #[test]
+    fn repository_filters() {
+        let q = parse("x repo:web -repo:legacy workspace:acme").expect("valid");
+        assert!(q.allows_repository("acme", "web-app", "acme/web-app"));
+        assert!(q.allows_repository("ACME", "web", "acme/web"));
+        assert!(!q.allows_repository("other", "web", "other/web"));
+        assert!(!q.allows_repository("acme", "legacy-web", "acme/legacy-web"));
+    }
+}

@@ -1,0 +1,140 @@
+//! Read-only bare clones over HTTPS with git2: the main branch only, shallow, credentials
+//! handed only to the configured git host, no redirects, bounded size and stall time.
+
+use std::{
+    path::Path,
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use git2::{FetchOptions, Oid, RemoteCallbacks, RemoteRedirect, Repository};
+use url::Url;
+
+/// How a fetch failed, in words a page can show.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("Bitbucket refused the git credentials (sign in again if this persists)")]
+    Unauthorized,
+    #[error("the repository is larger than the configured limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("the main branch {0:?} does not exist on Bitbucket")]
+    NoBranch(String),
+    #[error("git transfer failed: {0}")]
+    Git(String),
+}
+
+/// Transfer progress, reported while a fetch runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub received_objects: usize,
+    pub total_objects: usize,
+    pub received_bytes: usize,
+}
+
+/// What one fetch needs to know.
+pub struct FetchRequest<'a> {
+    pub git_dir: &'a Path,
+    pub url: &'a Url,
+    pub branch: &'a str,
+    pub token: &'a str,
+    pub max_bytes: u64,
+    pub shallow: bool,
+}
+
+/// Sets libgit2's socket timeouts once per process, so a stalled transfer fails instead of
+/// hanging a worker forever.
+pub fn set_timeouts(stall: Duration) {
+    let ms = i32::try_from(stall.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: plain integer options of libgit2, set at start-up; libgit2 reads them when it
+    // opens a connection, and concurrent reads of an int are harmless.
+    #[allow(unsafe_code)]
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
+}
+
+/// Clones (first time) or fetches `branch` into the bare repository at `git_dir` and
+/// returns the branch head. The token never lands in the repository's config: the remote
+/// is anonymous and the credentials come from a callback.
+pub fn fetch(
+    request: &FetchRequest<'_>,
+    on_progress: &dyn Fn(Progress),
+) -> Result<Oid, FetchError> {
+    let repo = match Repository::open_bare(request.git_dir) {
+        Ok(repo) => repo,
+        Err(_) => Repository::init_bare(request.git_dir).map_err(git)?,
+    };
+    let too_large = AtomicBool::new(false);
+    let credential_calls = AtomicU32::new(0);
+    let allowed = request.url.clone();
+    let mut last_report = Instant::now() - Duration::from_secs(1);
+
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(|url, _username, _allowed| {
+        // Credentials only for the configured host, and only once: a second call means
+        // the token was refused, and retrying forever would hang the worker.
+        if credential_calls.fetch_add(1, Ordering::SeqCst) > 0 || !same_origin(url, &allowed) {
+            return Err(git2::Error::from_str("no credentials for this URL"));
+        }
+        git2::Cred::userpass_plaintext("x-token-auth", request.token)
+    });
+    callbacks.transfer_progress(|stats| {
+        if stats.received_bytes() as u64 > request.max_bytes {
+            too_large.store(true, Ordering::SeqCst);
+            return false;
+        }
+        if last_report.elapsed() >= Duration::from_millis(250) {
+            last_report = Instant::now();
+            on_progress(Progress {
+                received_objects: stats.received_objects(),
+                total_objects: stats.total_objects(),
+                received_bytes: stats.received_bytes(),
+            });
+        }
+        true
+    });
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks)
+        .follow_redirects(RemoteRedirect::None)
+        .download_tags(git2::AutotagOption::None);
+    if request.shallow {
+        options.depth(1);
+    }
+    let refspec = format!("+refs/heads/{0}:refs/heads/{0}", request.branch);
+    let mut remote = repo.remote_anonymous(request.url.as_str()).map_err(git)?;
+    let fetched = remote.fetch(&[refspec.as_str()], Some(&mut options), None);
+    drop(remote);
+    if let Err(e) = fetched {
+        tracing::debug!(class = ?e.class(), code = ?e.code(), message = e.message(), "git fetch failed");
+        if too_large.load(Ordering::SeqCst) {
+            return Err(FetchError::TooLarge(request.max_bytes));
+        }
+        if credential_calls.load(Ordering::SeqCst) > 1
+            || e.class() == git2::ErrorClass::Http && e.message().contains("401")
+        {
+            return Err(FetchError::Unauthorized);
+        }
+        if e.message().contains("couldn't find remote ref") {
+            return Err(FetchError::NoBranch(request.branch.to_owned()));
+        }
+        return Err(git(e));
+    }
+    let head = repo
+        .find_reference(&format!("refs/heads/{}", request.branch))
+        .map_err(|_| FetchError::NoBranch(request.branch.to_owned()))?
+        .target()
+        .ok_or_else(|| FetchError::NoBranch(request.branch.to_owned()))?;
+    repo.set_head(&format!("refs/heads/{}", request.branch))
+        .map_err(git)?;
+    Ok(head)
+}
+
+fn same_origin(url: &str, allowed: &Url) -> bool {
+    Url::parse(url).is_ok_and(|u| u.origin() == allowed.origin())
+}
+
+fn git(e: git2::Error) -> FetchError {
+    FetchError::Git(e.message().to_owned())
+}
