@@ -164,6 +164,8 @@ impl App {
             .route("/repositories/index", post(repositories::index_form))
             .route("/repositories/{id}/sync", post(repositories::sync_form))
             .route("/static/app.js", get(pages::script))
+            .route("/static/blob.js", get(pages::blob_js))
+            .route("/static/vendor/highlight.min.js", get(pages::highlight_js))
             .route("/search", get(search::pages::page))
             .route("/search/help", get(pages::search_help))
             .route("/repos/{id}/blob/{*path}", get(search::pages::blob))

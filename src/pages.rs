@@ -62,13 +62,7 @@ pub async fn stylesheet() -> impl IntoResponse {
 
 /// `GET /static/app.js`: live repository states (no inline script: the CSP forbids it).
 pub async fn script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        include_str!("../static/app.js"),
-    )
+    javascript(include_str!("../static/app.js"))
 }
 
 #[derive(Template, WebTemplate)]
@@ -80,6 +74,27 @@ pub struct SearchHelpPage {
 /// `GET /search/help`: the query language.
 pub async fn search_help(user: CurrentUser) -> SearchHelpPage {
     SearchHelpPage { user: Some(user) }
+}
+
+/// `GET /static/vendor/highlight.min.js` (highlight.js 11.12, BSD-3-Clause, vendored) and
+/// `GET /static/blob.js`, which applies it to the file view.
+pub async fn highlight_js() -> impl IntoResponse {
+    javascript(include_str!("../static/vendor/highlight.min.js"))
+}
+
+/// `GET /static/blob.js`.
+pub async fn blob_js() -> impl IntoResponse {
+    javascript(include_str!("../static/blob.js"))
+}
+
+fn javascript(body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
 }
 
 /// A one-time message shown on the next page after an action.
