@@ -96,6 +96,10 @@ async fn revoke_token(state: &AppState, user_id: i64, id: i64) -> Result<(), App
 /// Disconnects Bitbucket: from this moment the user is invisible (marked, sessions and
 /// credentials gone); a durable job deletes the files and the remaining rows.
 pub async fn disconnect(state: &AppState, user_id: i64) -> Result<(), AppError> {
+    // The job is stored first: a crash right after the mark would otherwise leave a user who
+    // can no longer sign in and whose data is never deleted. Should the job run before the
+    // mark commits, deleting the user row takes the sessions, tokens and connection with it.
+    state.queue.enqueue(&Job::PurgeUser { user_id }).await?;
     let mut tx = state.db.pool.begin().await?;
     sqlx::query("UPDATE users SET purging = 1 WHERE id = $1")
         .bind(user_id)
@@ -110,7 +114,7 @@ pub async fn disconnect(state: &AppState, user_id: i64) -> Result<(), AppError> 
         .await?;
     }
     tx.commit().await?;
-    state.enqueue(&Job::PurgeUser { user_id }).await?;
+    state.doorbell.notify_one();
     tracing::info!(user_id, "Bitbucket disconnected; purging the account");
     Ok(())
 }
@@ -213,8 +217,9 @@ pub async fn confirm_disconnect(
     .bind(user.id)
     .fetch_all(&state.db.pool)
     .await?;
+    // SUM of a BIGINT is NUMERIC on PostgreSQL, which the Any driver cannot decode: cast back.
     let (repositories, bytes): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM repositories WHERE user_id = $1",
+        "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM repositories WHERE user_id = $1",
     )
     .bind(user.id)
     .fetch_one(&state.db.pool)

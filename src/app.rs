@@ -29,7 +29,7 @@ use crate::{
         Job, Queue,
         worker::{self, Doorbell},
     },
-    pages, repositories,
+    mcp, pages, repositories,
     search::{self, cache::ShardCache},
     sync, workspaces,
 };
@@ -177,6 +177,12 @@ impl App {
             .route("/api/v1/workspaces/{id}/link", post(workspaces::api_link))
             .route("/api/v1/workspaces/{id}/disconnect", post(workspaces::api_disconnect))
             .route("/api/v1/repositories", get(repositories::api_list))
+            .nest_service(
+                "/mcp",
+                tower::ServiceBuilder::new()
+                    .layer(middleware::from_fn_with_state(state.clone(), mcp::authenticate))
+                    .service(mcp::service(state.clone())),
+            )
             .fallback(|| async { crate::error::AppError::NotFound })
             .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
             .layer(sessions)

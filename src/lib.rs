@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod index;
 pub mod jobs;
+pub mod mcp;
 pub mod pages;
 pub mod purge;
 pub mod repositories;

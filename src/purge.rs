@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{app::AppState, jobs::JobError};
+use crate::{app::AppState, db::now, jobs::JobError};
 
 /// Where a repository's files live under the data dir.
 pub fn clone_dir(data_dir: &Path, repo_id: i64) -> PathBuf {
@@ -43,6 +43,12 @@ pub async fn workspace(state: &AppState, workspace_id: i64) -> Result<(), JobErr
         .fetch_all(&state.db.pool)
         .await
         .map_err(retry)?;
+    wait_for_running_work(
+        state,
+        std::iter::once(format!("load_repositories:{workspace_id}"))
+            .chain(repos.iter().map(|id| format!("sync_repository:{id}"))),
+    )
+    .await?;
     for repo_id in repos {
         repository(state, repo_id).await.map_err(retry)?;
     }
@@ -68,6 +74,19 @@ pub async fn user(state: &AppState, user_id: i64) -> Result<(), JobError> {
         .fetch_all(&state.db.pool)
         .await
         .map_err(retry)?;
+    let workspaces: Vec<i64> = sqlx::query_scalar("SELECT id FROM workspaces WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(retry)?;
+    wait_for_running_work(
+        state,
+        workspaces
+            .iter()
+            .map(|id| format!("load_repositories:{id}"))
+            .chain(repos.iter().map(|id| format!("sync_repository:{id}"))),
+    )
+    .await?;
     for repo_id in &repos {
         state.shards.forget(*repo_id);
         remove_repository_files(&state.config.data_dir, *repo_id)
@@ -101,6 +120,33 @@ pub async fn user(state: &AppState, user_id: i64) -> Result<(), JobError> {
     tx.commit().await.map_err(retry)?;
     state.db.checkpoint().await.map_err(retry)?;
     tracing::info!(user_id, "user purged");
+    Ok(())
+}
+
+/// A build or repository load that was already running when the mark was set checked the
+/// mark before it began, so it may still write a clone, a shard or rows — after this purge
+/// had deleted them, leaving them behind for good. Wait until such work has ended (the mark,
+/// or for a user the deleted connection, keeps new work from getting that far; a crashed
+/// worker's claim counts only until its lease ends).
+async fn wait_for_running_work(
+    state: &AppState,
+    keys: impl Iterator<Item = String>,
+) -> Result<(), JobError> {
+    let running: Vec<String> = sqlx::query_scalar(
+        "SELECT dedupe_key FROM jobs WHERE state = 'running' AND lease_until >= $1 \
+         AND dedupe_key IS NOT NULL",
+    )
+    .bind(now())
+    .fetch_all(&state.db.pool)
+    .await
+    .map_err(retry)?;
+    for key in keys {
+        if running.contains(&key) {
+            return Err(JobError::Retry(format!(
+                "waiting for the running job {key} to end"
+            )));
+        }
+    }
     Ok(())
 }
 

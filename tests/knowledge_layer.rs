@@ -3,10 +3,12 @@
 
 mod common;
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::time::Duration;
 
 use codelayer::index::{Pattern, Shard, ShardQuery};
-use common::{Backend, Options, TestApp, fake_bitbucket::FakeFile, poll_for, wait_until};
+use common::{
+    Backend, Options, TestApp, fake_bitbucket::FakeFile, poll_for, spawn_server, wait_until,
+};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -483,29 +485,4 @@ async fn killed_mid_indexing_restarts_and_finishes(backend: Backend) {
         .await
         .expect("jobs");
     assert_eq!(jobs, 0);
-}
-
-fn spawn_server(data: &Path, database_url: &str, fake_url: &str) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_codelayer"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CODELAYER_LISTEN", "127.0.0.1:0")
-        .env("CODELAYER_DATA_DIR", data)
-        .env("DATABASE_URL", database_url)
-        .env(
-            "BITBUCKET_CLIENT_ID",
-            common::fake_bitbucket::FakeBitbucket::CLIENT_ID,
-        )
-        .env(
-            "BITBUCKET_CLIENT_SECRET",
-            common::fake_bitbucket::FakeBitbucket::CLIENT_SECRET,
-        )
-        .env("BITBUCKET_AUTH_URL", fake_url)
-        .env("BITBUCKET_API_URL", fake_url)
-        .env("BITBUCKET_GIT_URL", fake_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("codelayer serve starts")
 }

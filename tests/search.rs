@@ -29,55 +29,7 @@ fn corpus() -> Vec<(&'static str, FakeFile)> {
 
 /// A user whose workspace `ws` holds `repos` (each with `corpus()`), all indexed.
 async fn indexed(app: &TestApp, name: &str, ws: &str, repos: &[&str]) -> (Client, Vec<i64>) {
-    let user = app.fake.add_user(name);
-    app.fake.add_workspace(ws, ws);
-    app.fake.add_member(ws, &user, "member");
-    for slug in repos {
-        app.fake.add_repo(ws, slug);
-        app.fake.commit(ws, slug, "main", &corpus());
-    }
-    let browser = app.browser();
-    app.sign_in(&browser, &user).await;
-    let ids: Vec<i64> = poll_for(20, "repositories listed", || async {
-        let list: Value = browser
-            .get(app.at("/api/v1/repositories"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let ids: Vec<i64> = list
-            .as_array()?
-            .iter()
-            .filter_map(|r| r["id"].as_i64())
-            .collect();
-        (ids.len() == repos.len()).then_some(ids)
-    })
-    .await;
-    let r = browser
-        .post(app.at("/api/v1/repositories/index"))
-        .json(&json!({"ids": ids}))
-        .send()
-        .await
-        .expect("index");
-    assert_eq!(r.status(), StatusCode::OK);
-    poll_for(60, "all repositories ready", || async {
-        let list: Value = browser
-            .get(app.at("/api/v1/repositories"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        list.as_array()?
-            .iter()
-            .all(|r| r["state"] == "ready")
-            .then_some(())
-    })
-    .await;
-    (browser, ids)
+    common::indexed_user(app, name, ws, repos, &corpus()).await
 }
 
 async fn search(browser: &Client, app: &TestApp, q: &str) -> Value {

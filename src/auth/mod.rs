@@ -382,7 +382,9 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
             .get("sec-fetch-site")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|s| s == "same-origin");
-    if safe || bearer || same_origin {
+    // /mcp never reads the cookie: its own guard demands a bearer token (401 otherwise).
+    let cookieless = request.uri().path() == "/mcp" || request.uri().path().starts_with("/mcp/");
+    if safe || bearer || same_origin || cookieless {
         return next.run(request).await;
     }
     let refused = AppError::Forbidden(

@@ -85,6 +85,13 @@ fn glob_to_regex(glob: &str) -> String {
     out
 }
 
+impl PathFilter {
+    /// Whether `path` passes this filter (an invalid glob matches nothing).
+    pub fn matches(&self, path: &str) -> bool {
+        PathMatcher::new(self).is_ok_and(|m| m.matches(path))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,8 +68,9 @@ impl RepositoryView {
                         c.get(..7).unwrap_or(c).to_owned()
                     });
                 format!(
-                    "ready · {commit} · {} files · {} · {}",
+                    "ready · {commit} · {} file{} · {} · {}",
                     self.files,
+                    if self.files == 1 { "" } else { "s" },
                     human_bytes(self.bytes),
                     crate::pages::format_time(self.indexed_at.unwrap_or(0))
                 )
@@ -290,7 +291,7 @@ pub async fn api_sync(
     Ok(Json(find_for_user(&state, user.id, id).await?))
 }
 
-/// At start-up: builds a crash interrupted get their job back (their job row may be gone
+/// At start-up: builds and purges a crash interrupted get their job back (their job row may be gone
 /// if the crash came between steps; the dedupe key keeps this from doubling work).
 pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
     let stuck: Vec<i64> = sqlx::query_scalar(
@@ -300,6 +301,19 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
     .await?;
     for repo_id in stuck {
         state.enqueue(&Job::SyncRepository { repo_id }).await?;
+    }
+    // A crash between marking a purge and queueing it must not leave it undone.
+    let workspaces: Vec<i64> = sqlx::query_scalar("SELECT id FROM workspaces WHERE purging = 1")
+        .fetch_all(&state.db.pool)
+        .await?;
+    for workspace_id in workspaces {
+        state.enqueue(&Job::PurgeWorkspace { workspace_id }).await?;
+    }
+    let users: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE purging = 1")
+        .fetch_all(&state.db.pool)
+        .await?;
+    for user_id in users {
+        state.enqueue(&Job::PurgeUser { user_id }).await?;
     }
     Ok(())
 }

@@ -136,8 +136,23 @@ pub async fn run(
     cursor: Option<&str>,
     page_size: usize,
 ) -> Result<Results, SearchError> {
+    run_scoped(state, user_id, text, cursor, page_size, None).await
+}
+
+/// Like `run`, limited to one of the user's repositories when `only` is given.
+pub async fn run_scoped(
+    state: &AppState,
+    user_id: i64,
+    text: &str,
+    cursor: Option<&str>,
+    page_size: usize,
+    only: Option<i64>,
+) -> Result<Results, SearchError> {
     let started = Instant::now();
-    let repos = searchable(state, user_id).await?;
+    let mut repos = searchable(state, user_id).await?;
+    if let Some(id) = only {
+        repos.retain(|r| r.id == id);
+    }
     let query = query::parse(text)?;
     let offset = match cursor.filter(|c| !c.is_empty()) {
         Some(c) => decode_cursor(c).ok_or(SearchError::Cursor)?,

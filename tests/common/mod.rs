@@ -421,3 +421,87 @@ impl Write for LogBuffer {
         Ok(())
     }
 }
+
+/// Signs in a new user whose workspace `ws` holds `repos`, each committed with `files`, and
+/// builds all their knowledge layers; returns the browser and the repository ids.
+pub async fn indexed_user(
+    app: &TestApp,
+    name: &str,
+    ws: &str,
+    repos: &[&str],
+    files: &[(&str, fake_bitbucket::FakeFile)],
+) -> (Client, Vec<i64>) {
+    let user = app.fake.add_user(name);
+    app.fake.add_workspace(ws, ws);
+    app.fake.add_member(ws, &user, "member");
+    for slug in repos {
+        app.fake.add_repo(ws, slug);
+        app.fake.commit(ws, slug, "main", files);
+    }
+    let browser = app.browser();
+    app.sign_in(&browser, &user).await;
+    let ids: Vec<i64> = poll_for(20, "repositories listed", || async {
+        let list: serde_json::Value = browser
+            .get(app.at("/api/v1/repositories"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let ids: Vec<i64> = list
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .collect();
+        (ids.len() == repos.len()).then_some(ids)
+    })
+    .await;
+    let r = browser
+        .post(app.at("/api/v1/repositories/index"))
+        .json(&serde_json::json!({"ids": ids}))
+        .send()
+        .await
+        .expect("index");
+    assert_eq!(r.status(), StatusCode::OK);
+    poll_for(60, "all repositories ready", || async {
+        let list: serde_json::Value = browser
+            .get(app.at("/api/v1/repositories"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        list.as_array()?
+            .iter()
+            .all(|r| r["state"] == "ready")
+            .then_some(())
+    })
+    .await;
+    (browser, ids)
+}
+
+/// Starts a real `codelayer serve` process on an app's data (for kill -9 tests).
+pub fn spawn_server(
+    data: &std::path::Path,
+    database_url: &str,
+    fake_url: &str,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_codelayer"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CODELAYER_LISTEN", "127.0.0.1:0")
+        .env("CODELAYER_DATA_DIR", data)
+        .env("DATABASE_URL", database_url)
+        .env("BITBUCKET_CLIENT_ID", FakeBitbucket::CLIENT_ID)
+        .env("BITBUCKET_CLIENT_SECRET", FakeBitbucket::CLIENT_SECRET)
+        .env("BITBUCKET_AUTH_URL", fake_url)
+        .env("BITBUCKET_API_URL", fake_url)
+        .env("BITBUCKET_GIT_URL", fake_url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("codelayer serve starts")
+}
