@@ -175,6 +175,18 @@ async fn hostile_repository_is_indexed_safely(backend: Backend) {
         hostile["files"], 6,
         "README, lib.rs, build.py, latin1 and two symlinks"
     );
+    let page = browser
+        .get(app.at("/repositories"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("skipped: 1 binary, 1 too large"),
+        "the page reports what was skipped"
+    );
 
     // A bare clone, no work tree, and no token anywhere on disk or in the log.
     let git_dir = app.data_path.join("git").join(format!("{}.git", ids[0]));

@@ -47,6 +47,9 @@ pub struct RepositoryView {
     pub workspace_id: i64,
     #[serde(skip)]
     pub indexed_at: Option<i64>,
+    /// The last build's statistics (JSON of `index::BuildStats`).
+    #[serde(skip)]
+    pub skipped: String,
 }
 
 impl RepositoryView {
@@ -55,6 +58,25 @@ impl RepositoryView {
     }
     pub fn updated_text(&self) -> &str {
         self.updated_on.get(..10).unwrap_or(&self.updated_on)
+    }
+
+    /// What the last build left out on purpose, for people: "2 binary, 1 too large".
+    pub fn skipped_text(&self) -> String {
+        let Ok(stats) = serde_json::from_str::<crate::index::BuildStats>(&self.skipped) else {
+            return String::new();
+        };
+        [
+            (stats.skipped_binary, "binary"),
+            (stats.skipped_large, "too large"),
+            (stats.skipped_too_deep, "too deep"),
+            (stats.skipped_over_file_limit, "over the file limit"),
+            (stats.submodules, "submodules"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 
     /// What the state column says: "ready · abc1234 · 12 files · 1.2 MB · 2026-…".
@@ -91,7 +113,7 @@ pub async fn list_for_user(
     Ok(sqlx::query_as(
         "SELECT r.id, w.slug AS workspace, r.slug, r.name, r.full_name, r.language, r.size, \
            r.is_private, r.updated_on, r.selected, r.state, r.progress, r.indexed_commit, r.files, \
-           r.bytes, r.error, r.workspace_id, r.indexed_at \
+           r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped \
          FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
          WHERE r.user_id = $1 AND w.user_id = $1 AND w.purging = 0 AND w.linked = 1 \
          ORDER BY lower(w.name), lower(r.name), r.id",
