@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestApp, fake_bitbucket::FakeFile, poll_for};
+use common::{Backend, TestApp, fake_bitbucket::FakeFile};
 use reqwest::{Client, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -486,51 +486,13 @@ async fn two_users_with_the_same_repository_names_see_only_their_own(backend: Ba
     let app = TestApp::spawn(backend).await;
     let (alice, alice_ids) = indexed(&app, "Alice", "alpha", &["web"]).await;
     // Bob: a workspace of his own with a repository of the same name, and a secret.
-    let bob_user = app.fake.add_user("Bob");
-    app.fake.add_workspace("beta", "beta");
-    app.fake.add_member("beta", &bob_user, "member");
-    app.fake.add_repo("beta", "web");
-    app.fake.commit(
+    let (bob, bob_ids) = common::indexed_user(
+        &app,
+        "Bob",
         "beta",
-        "web",
-        "main",
+        &["web"],
         &[("secret.txt", "BOB_ONLY_SECRET parse_config\n".into())],
-    );
-    let bob = app.browser();
-    app.sign_in(&bob, &bob_user).await;
-    let bob_ids: Vec<i64> = poll_for(20, "bob's repository", || async {
-        let list: Value = bob
-            .get(app.at("/api/v1/repositories"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let ids: Vec<i64> = list
-            .as_array()?
-            .iter()
-            .filter_map(|r| r["id"].as_i64())
-            .collect();
-        (ids.len() == 1).then_some(ids)
-    })
-    .await;
-    bob.post(app.at("/api/v1/repositories/index"))
-        .json(&json!({"ids": bob_ids}))
-        .send()
-        .await
-        .expect("index");
-    poll_for(60, "bob's repository ready", || async {
-        let list: Value = bob
-            .get(app.at("/api/v1/repositories"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (list[0]["state"] == "ready").then_some(())
-    })
+    )
     .await;
 
     assert!(paths(&alice, &app, "BOB_ONLY_SECRET").await.is_empty());
