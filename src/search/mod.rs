@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::{
     app::AppState,
     error::AppError,
-    index::{FileMatch, ShardResult},
+    index::{FileMatch, PreparedQuery, ShardResult},
     purge::shard_dir,
 };
 
@@ -163,7 +163,9 @@ pub async fn run_scoped(
         .into_iter()
         .filter(|r| query.allows_repository(&r.workspace, &r.slug, &r.full_name))
         .collect();
-    let per_shard = query.shard_query(LINES_PER_FILE, wanted.max(200));
+    // Compiled once per request, not once per shard (regex compilation dominated).
+    let per_shard = PreparedQuery::new(&query.shard_query(LINES_PER_FILE, wanted.max(200)))
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let hits = search_shards(state, repos, Arc::new(per_shard)).await?;
 
     let mut total_files = 0;
@@ -209,7 +211,7 @@ pub async fn run_scoped(
 async fn search_shards(
     state: &AppState,
     repos: Vec<Searchable>,
-    query: Arc<crate::index::ShardQuery>,
+    query: Arc<PreparedQuery>,
 ) -> Result<Vec<(Searchable, ShardResult)>, AppError> {
     let chunks = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -228,7 +230,7 @@ async fn search_shards(
                     .get(repo.id, &shard_dir(&data_dir, repo.id))
                     .map_err(|e| AppError::Internal(format!("opening shard {}: {e}", repo.id)))?;
                 let result = shard
-                    .search(&query)
+                    .search_prepared(&query)
                     .map_err(|e| AppError::BadRequest(e.to_string()))?;
                 out.push((repo, result));
             }

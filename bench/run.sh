@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# The corpus benchmark, end to end: codelayer next to ripgrep and codesearch (cindex/csearch)
+# on the same corpus and query set, then a load test of the running server. BENCHMARKS.md
+# shows one run's output and explains it.
+#
+#   bash bench/run.sh            # everything; the summary lands in target/bench-corpus/summary.md
+#
+# Steps: build the corpus if missing (make_corpus.sh, ~1 min with registry access); install
+# ripgrep, codesearch, hyperfine and wrk with apt-get if missing; build; run
+# `cargo bench --bench corpus` (index, re-index, query set through the real search path;
+# it also writes the app's database for its data dir); index the corpus with cindex; time
+# rg and csearch on every query with hyperfine (warm cache, process start included) and
+# collect their per-file matching-line counts; compare the counts with ours and explain every
+# difference from the files themselves; start `codelayer serve` on the benchmark's data dir
+# and load GET /api/v1/search with wrk from 16 and 64 connections; print the table.
+#
+# Knobs (environment): CORPUS (/tmp/corpus), MAKE_CORPUS (../shared/bench/make_corpus.sh),
+# BENCH_OUT (target/bench-corpus), BENCH_DATA_DIR ($TMPDIR/codelayer-bench-data),
+# BENCH_REPEATS (20, our runs per query), TOOL_RUNS (10, rg/csearch/curl runs per query),
+# LOAD_SECS (30 per load run), LOAD_RUNS ("all:16 all:64 selective:16": query set and
+# connections; "selective" leaves out LOAD_SCANS, the queries that must read every file:
+# "fn return re_nolit"), BENCH_PORT (38917),
+# QUIET_LOAD (1.5: wait for the 1-minute load average to drop below this before each
+# phase), QUIET_WAIT (300 s: the longest wait; the phase then runs anyway and says so),
+# BENCH_SKIP_OURS=1 (reuse the last `cargo bench` output and data dir; redo the rest).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CORPUS="${CORPUS:-/tmp/corpus}"
+REPOS="$CORPUS/repos"
+MAKE_CORPUS="${MAKE_CORPUS:-$ROOT/../shared/bench/make_corpus.sh}"
+OUT="${BENCH_OUT:-$ROOT/target/bench-corpus}"
+DATA="${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/codelayer-bench-data}"
+TOOL_RUNS="${TOOL_RUNS:-10}"
+LOAD_SECS="${LOAD_SECS:-30}"
+LOAD_RUNS="${LOAD_RUNS:-all:16 all:64 selective:16}"
+LOAD_SCANS="${LOAD_SCANS:-fn return re_nolit}"
+PORT="${BENCH_PORT:-38917}"
+TOKEN="${BENCH_TOKEN:-codelayer-bench-token}"
+QUIET_LOAD="${QUIET_LOAD:-1.5}"
+QUIET_WAIT="${QUIET_WAIT:-300}"
+QUERIES="$ROOT/bench/queries.tsv"
+RG=(rg --no-config --no-ignore --max-filesize 1M)
+export BENCH_OUT="$OUT" BENCH_DATA_DIR="$DATA" BENCH_TOKEN="$TOKEN" CORPUS LOAD_SECS
+export CSEARCHINDEX="$OUT/csearchindex"
+
+say() { printf '\n== %s\n' "$*"; }
+mkdir -p "$OUT" "$OUT/rg" "$OUT/csearch" "$OUT/hyperfine"
+: > "$OUT/phases.txt"
+
+# Waits (at most QUIET_WAIT s) until the 1-minute load average is below QUIET_LOAD, then
+# notes the phase and the load it started under.
+quiet() {
+  local phase="$1" waited=0
+  while awk -v max="$QUIET_LOAD" '{ exit !($1 >= max) }' /proc/loadavg; do
+    if (( waited >= QUIET_WAIT )); then
+      echo "   (load average still $(cut -d' ' -f1-3 /proc/loadavg) after ${waited}s: measuring anyway)"
+      break
+    fi
+    sleep 10; waited=$((waited + 10))
+  done
+  printf '%s\t%s\n' "$phase" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/phases.txt"
+  echo "   load average $(cut -d' ' -f1-3 /proc/loadavg) at the start of: $phase"
+}
+
+# --- corpus and tools -------------------------------------------------------------------
+if [[ ! -d "$REPOS" ]] || [[ -z "$(ls -A "$REPOS" 2>/dev/null)" ]]; then
+  say "building the corpus in $CORPUS (make_corpus.sh)"
+  [[ -f "$MAKE_CORPUS" ]] || { echo "no corpus at $REPOS and no $MAKE_CORPUS; set MAKE_CORPUS" >&2; exit 1; }
+  CORPUS="$CORPUS" bash "$MAKE_CORPUS"
+fi
+missing=()
+for tool in rg:ripgrep cindex:codesearch csearch:codesearch hyperfine:hyperfine wrk:wrk curl:curl; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if (( ${#missing[@]} )); then
+  say "installing ${missing[*]}"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+say "building (release)"
+(cd "$ROOT" && nice -n 10 cargo build --release --quiet && nice -n 10 cargo bench --bench corpus --no-run --quiet)
+
+# --- ours -----------------------------------------------------------------------------
+if [[ "${BENCH_SKIP_OURS:-0}" == 1 && -f "$OUT/ours.json" ]]; then
+  say "codelayer: reusing $OUT/ours.json and $DATA (BENCH_SKIP_OURS=1)"
+else
+  say "codelayer: index, re-index, query set (cargo bench --bench corpus)"
+  quiet "codelayer bench (index + queries)"
+  (cd "$ROOT" && cargo bench --bench corpus --quiet) 2>&1 | tee "$OUT/ours.log"
+fi
+
+# --- codesearch index -------------------------------------------------------------------
+say "cindex: indexing $REPOS (3 runs)"
+quiet "cindex"
+hyperfine -N --runs 3 --prepare "rm -f $CSEARCHINDEX" --export-json "$OUT/hyperfine/cindex.json" \
+  "cindex $REPOS" 2>&1 | grep -E 'Time|Range' || true
+# The files cindex took (it skips the rest silently): its verbose log lists them.
+rm -f "$CSEARCHINDEX"
+cindex -verbose "$REPOS" 2>&1 | grep -E '^[0-9/]+ [0-9:]+ [0-9]+ [0-9]+ /' | cut -d' ' -f5- > "$OUT/csearch/indexed-files.txt"
+stat -c %s "$CSEARCHINDEX" > "$OUT/csearch/index-bytes.txt"
+
+# --- rg and csearch: counts, then timings --------------------------------------------------
+say "rg and csearch: matching-line counts per file"
+# (rg reads stdin instead of the directory when stdin is a pipe or file: give it /dev/null.)
+while IFS=$'\t' read -r id _label _query rg_args cs_args; do
+  [[ -z "$id" || "$id" == \#* ]] && continue
+  (cd "$REPOS" && eval "${RG[*]} -c --null $rg_args" < /dev/null || true) \
+    | tr '\0' '\t' | sort > "$OUT/rg/$id.tsv"
+  (eval "csearch -c $cs_args" < /dev/null || true) \
+    | sed -E "s#^$REPOS/##; s#: ([0-9]+)\$#\t\1#" | sort > "$OUT/csearch/$id.tsv"
+done < "$QUERIES"
+
+say "rg and csearch: latency, $TOOL_RUNS runs per query after 2 warm-ups (output to a pipe)"
+quiet "rg and csearch timings"
+while IFS=$'\t' read -r id _label _query rg_args cs_args; do
+  [[ -z "$id" || "$id" == \#* ]] && continue
+  (cd "$REPOS" && hyperfine -N -i --warmup 2 --runs "$TOOL_RUNS" --output=pipe --style none \
+    --export-json "$OUT/hyperfine/rg-$id.json" "${RG[*]} -n $rg_args" < /dev/null >/dev/null)
+  hyperfine -N -i --warmup 2 --runs "$TOOL_RUNS" --output=pipe --style none \
+    --export-json "$OUT/hyperfine/csearch-$id.json" "csearch -n $cs_args" < /dev/null >/dev/null
+  echo "   $id done"
+done < "$QUERIES"
+
+# --- the server: single-client API latency, then load -----------------------------------
+say "codelayer serve on $DATA, 127.0.0.1:$PORT"
+SERVER_LOG="$OUT/server.log"
+env -u CODELAYER_CONFIG CODELAYER_DATA_DIR="$DATA" DATABASE_URL="sqlite://$DATA/codelayer.db" \
+  CODELAYER_LISTEN="127.0.0.1:$PORT" CODELAYER_PUBLIC_URL="http://127.0.0.1:$PORT" \
+  "$ROOT/target/release/codelayer" serve > "$SERVER_LOG" 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+AUTH="Authorization: Bearer $TOKEN"
+urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+probe=$(curl -fsS -H "$AUTH" "http://127.0.0.1:$PORT/api/v1/search?q=SingleSegmentIndexWriter")
+echo "   probe: $(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["total_files"], "files,", len(d["results"]), "results")' <<< "$probe")"
+rm -f "$OUT/api-paths.tsv"
+while IFS=$'\t' read -r id _label query _rest; do
+  [[ -z "$id" || "$id" == \#* ]] && continue
+  printf '%s\t%s\n' "$id" "/api/v1/search?q=$(urlencode "$query")" >> "$OUT/api-paths.tsv"
+done < "$QUERIES"
+
+say "API, one client: curl per query, $TOOL_RUNS runs after 2 warm-ups (process start included)"
+quiet "API single-client timings"
+while IFS=$'\t' read -r id path; do
+  hyperfine -N --warmup 2 --runs "$TOOL_RUNS" --output=pipe --style none \
+    --export-json "$OUT/hyperfine/api-$id.json" \
+    "curl -fsS -o /dev/null -H '$AUTH' 'http://127.0.0.1:$PORT$path'" < /dev/null >/dev/null
+done < "$OUT/api-paths.tsv"
+
+# wrk scripts: each connection sends the queries of its set in turn.
+for qset in all selective; do
+  {
+    echo 'local paths = {'
+    while IFS=$'\t' read -r id path; do
+      if [[ "$qset" == selective && " $LOAD_SCANS " == *" $id "* ]]; then continue; fi
+      echo "  \"$path\","
+    done < "$OUT/api-paths.tsv"
+    echo '}'
+    echo 'local i = 0'
+    echo 'request = function()'
+    echo '  i = i + 1'
+    echo "  return wrk.format(\"GET\", paths[(i % #paths) + 1], { [\"Authorization\"] = \"Bearer $TOKEN\" })"
+    echo 'end'
+  } > "$OUT/rotate-$qset.lua"
+done
+: > "$OUT/load.tsv"
+for run in $LOAD_RUNS; do
+  qset="${run%%:*}" c="${run#*:}"
+  say "load: $c connections for ${LOAD_SECS}s, query set '$qset' in rotation"
+  quiet "load test, $qset, $c connections"
+  wrk -t2 -c"$c" -d"${LOAD_SECS}s" --timeout 60s --latency -s "$OUT/rotate-$qset.lua" \
+    "http://127.0.0.1:$PORT" < /dev/null | tee "$OUT/wrk-$qset-$c.txt"
+  hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER/status")
+  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER/status")
+  printf '%s\t%s\t%s\t%s\n' "$qset" "$c" "$hwm" "$rss" >> "$OUT/load.tsv"
+done
+kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+trap - EXIT
+
+# --- the table ---------------------------------------------------------------------------
+say "summary"
+python3 - "$OUT" "$REPOS" "$QUERIES" <<'PY'
+import json, os, re, statistics, sys, math
+out, repos, queries_path = sys.argv[1], sys.argv[2], sys.argv[3]
+ours = json.load(open(f"{out}/ours.json"))
+queries = [l.rstrip("\n").split("\t") for l in open(queries_path) if l.strip() and not l.startswith("#")]
+
+def stats(runs_ms):
+    s = sorted(runs_ms); n = len(s)
+    med = (s[(n - 1) // 2] + s[n // 2]) / 2
+    return med, s[max(1, math.ceil(0.95 * n)) - 1]
+
+def hf(name):
+    p = f"{out}/hyperfine/{name}.json"
+    if not os.path.exists(p): return None
+    return stats([t * 1000 for t in json.load(open(p))["results"][0]["times"]])
+
+def counts(path):
+    d = {}
+    if os.path.exists(path):
+        for line in open(path, encoding="utf-8", errors="surrogateescape"):
+            f, _, n = line.rstrip("\n").rpartition("\t")
+            if f and int(n) > 0: d[f] = int(n)
+    return d
+
+facts_cache = {}
+def facts(rel):
+    if rel in facts_cache: return facts_cache[rel]
+    p = os.path.join(repos, rel)
+    try: data = open(p, "rb").read()
+    except OSError: data = b""
+    f = {
+        "large": len(data) > (1 << 20),
+        "nul8k": b"\0" in data[:8192],
+        "nul_later": b"\0" not in data[:8192] and b"\0" in data[8192:],
+        "utf16bom": data[:2] in (b"\xff\xfe", b"\xfe\xff"),
+        "long_line": max((len(l) for l in data.split(b"\n")), default=0) > 2000,
+        "bad_utf8": False,
+        "cr": b"\r" in data,
+    }
+    try: data.decode("utf-8")
+    except UnicodeDecodeError: f["bad_utf8"] = True
+    facts_cache[rel] = f
+    return f
+
+cindexed = set()
+for line in open(f"{out}/csearch/indexed-files.txt", encoding="utf-8", errors="surrogateescape"):
+    cindexed.add(os.path.relpath(line.rstrip("\n"), repos))
+
+def why_rg(rel, a, b):
+    f = facts(rel)
+    if f["nul_later"]: return "NUL after the first 8 KiB: we index it, rg stops at the NUL (binary)"
+    if f["nul8k"]: return "NUL in the first 8 KiB: binary, we skip it"
+    if f["utf16bom"]: return "UTF-16 BOM: rg transcodes"
+    return "UNEXPLAINED"
+
+def why_cs(rel, a, b):
+    f = facts(rel)
+    if rel not in cindexed:
+        r = [k for k, v in (("over 1 MiB", f["large"]), ("line > 2000 bytes", f["long_line"]),
+             ("invalid UTF-8", f["bad_utf8"]), ("NUL", f["nul8k"] or f["nul_later"])) if v]
+        return "cindex skipped it (" + (", ".join(r) or "no long line, bad UTF-8 or NUL: its limit of 20,000 distinct trigrams") + ")"
+    if f["large"]: return "over 1 MiB: we (and rg --max-filesize 1M) skip it, cindex indexes it"
+    if f["cr"] and a != b: return "CRLF line endings"
+    return "UNEXPLAINED"
+
+def compare(mine, theirs, why):
+    diffs = {}
+    for rel in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(rel, 0), theirs.get(rel, 0)
+        if a != b:
+            key = why(rel, a, b)
+            n = diffs.setdefault(key, [0, 0, 0, rel])
+            n[0] += 1; n[1] += a; n[2] += b
+    return diffs
+
+idx = ours["index"]
+cindex_t = hf("cindex")
+cindex_bytes = int(open(f"{out}/csearch/index-bytes.txt").read())
+cindex_text = sum(os.path.getsize(os.path.join(repos, rel)) for rel in cindexed)
+lines = []
+P = lines.append
+P("## Indexing")
+P("")
+P("| | time | MB/s | index size | % of text |")
+P("|---|---:|---:|---:|---:|")
+P(f"| codelayer ({idx['repositories']} shards, {idx['build_threads']} at a time) | {idx['wall_s']:.2f} s | "
+  f"{idx['mb_per_s']:.1f} | {idx['shard_bytes']/1e6:.1f} MB | {idx['shard_pct_of_text']:.0f}% |")
+P(f"| cindex (median of 3) | {cindex_t[0]/1000:.2f} s | {cindex_text/1e6/(cindex_t[0]/1000):.1f} | "
+  f"{cindex_bytes/1e6:.1f} MB | {100*cindex_bytes/cindex_text:.0f}% |")
+P("| rg | no index | | | |")
+P("")
+P(f"codelayer indexed {idx['text_bytes']/1e6:.1f} MB of text in {idx['files']} files "
+  f"({idx['skipped_binary']} binary files and {idx['skipped_large']} over 1 MiB skipped); its shards hold the "
+  f"content too (content.bin {idx['content_bin_bytes']/1e6:.1f} MB). cindex indexed {cindex_text/1e6:.1f} MB in "
+  f"{len(cindexed)} files (it keeps files over 1 MiB, skips long-line, non-UTF-8 and trigram-heavy ones) and stores "
+  f"no content: csearch reads the files themselves.")
+r = ours["reindex"]
+P(f"Re-index of {r['repository']} ({r['bytes']/1e6:.1f} MB, {r['files']} files) after a one-file commit: "
+  f"median {r['median_ms']:.0f} ms (runs: {', '.join(f'{x:.0f}' for x in r['runs_ms'])} ms). "
+  f"Opening all {idx['repositories']} shards (a cold server's first search): {ours['queries']['open_shards_ms']:.0f} ms.")
+P("")
+P("## Queries (milliseconds, median / p95; warm cache)")
+P("")
+P("| query | codelayer first page | first page, query compiled once | codelayer full count | API via curl | rg | csearch | files ours / rg / cs | lines ours / rg / cs |")
+P("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+notes = []
+by_id = {q["id"]: q for q in ours["queries"]["results"]}
+for cols in queries:
+    qid, label, text = cols[0], cols[1], cols[2]
+    q = by_id[qid]
+    fmt = lambda t: "–" if t is None else f"{t[0]:.0f} / {t[1]:.0f}" if t[0] >= 10 else f"{t[0]:.1f} / {t[1]:.1f}"
+    page = (q["page_ms"]["median"], q["page_ms"]["p95"])
+    full = (q["full_ms"]["median"], q["full_ms"]["p95"])
+    once = (q["page_prepared_once_ms"]["median"], q["page_prepared_once_ms"]["p95"])
+    mine = counts(f"{out}/{qid}.tsv")
+    rgc = counts(f"{out}/rg/{qid}.tsv")
+    csc = counts(f"{out}/csearch/{qid}.tsv")
+    cell = f"`{text}` ({label})".replace("|", "\\|")  # a | would end the table cell
+    P(f"| {cell} | {fmt(page)} | {fmt(once)} | {fmt(full)} | {fmt(hf('api-' + qid))} | {fmt(hf('rg-' + qid))} | "
+      f"{fmt(hf('csearch-' + qid))} | {len(mine)} / {len(rgc)} / {len(csc)} | "
+      f"{sum(mine.values())} / {sum(rgc.values())} / {sum(csc.values())} |")
+    for tool, theirs, why in (("rg", rgc, why_rg), ("csearch", csc, why_cs)):
+        for reason, (nf, a, b, ex) in sorted(compare(mine, theirs, why).items()):
+            notes.append(f"- `{qid}` vs {tool}: {nf} file(s), {a} lines ours vs {b} theirs — {reason} (e.g. {ex})")
+P("")
+P("Count differences, each traced to the files involved:")
+P("")
+lines.extend(notes or ["- none"])
+P("")
+P(f"## Load (GET /api/v1/search, queries in rotation, wrk -t2, {os.environ.get('LOAD_SECS', '30')} s each)")
+P("")
+P("| query set | connections | requests/s | p50 | p99 | non-2xx | server VmHWM | server VmRSS |")
+P("|---|---:|---:|---:|---:|---:|---:|---:|")
+for row in open(f"{out}/load.tsv"):
+    qset, c, hwm, rss = row.split()
+    txt = open(f"{out}/wrk-{qset}-{c}.txt").read()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", txt)
+    p50 = re.search(r"^\s+50%\s+(\S+)", txt, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", txt, re.M)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", txt)
+    timeouts = re.search(r"timeout (\d+)", txt)
+    P(f"| {qset} | {c} | {rps.group(1) if rps else '?'} | {p50.group(1) if p50 else '?'} | {p99.group(1) if p99 else '?'} | "
+      f"{bad.group(1) if bad else 0}{' (+' + timeouts.group(1) + ' timeouts)' if timeouts and timeouts.group(1) != '0' else ''} | "
+      f"{int(hwm)/1024:.0f} MiB | {int(rss)/1024:.0f} MiB |")
+P("")
+m = ours["machine"]
+P(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']:.1f} GiB RAM. Load average at the start of each phase: " +
+  "; ".join(f"{p}: {l}" for p, l in (x.rstrip('\n').split('\t') for x in open(f'{out}/phases.txt'))) + ".")
+text = "\n".join(lines) + "\n"
+open(f"{out}/summary.md", "w").write(text)
+print(text)
+PY
+echo "summary: $OUT/summary.md"
