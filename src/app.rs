@@ -185,6 +185,10 @@ impl App {
             )
             .fallback(|| async { crate::error::AppError::NotFound })
             .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::error::with_signed_in_header,
+            ))
             .layer(sessions)
             .layer(middleware::map_response(security_headers))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {

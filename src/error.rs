@@ -85,9 +85,9 @@ impl AppError {
     }
 }
 
-#[derive(Template)]
+#[derive(Clone, Template)]
 #[template(path = "error.html")]
-struct ErrorPage {
+pub struct ErrorPage {
     user: Option<crate::auth::CurrentUser>,
     title: String,
     message: String,
@@ -117,8 +117,38 @@ impl IntoResponse for AppError {
         let body = page
             .render()
             .unwrap_or_else(|_| "Something went wrong.".to_owned());
-        (self.status(), Html(body)).into_response()
+        let mut response = (self.status(), Html(body)).into_response();
+        // Kept so `with_signed_in_header` can render it again with the user's header.
+        response.extensions_mut().insert(page);
+        response
     }
+}
+
+/// Re-renders error pages of signed-in users with their header (navigation, name and the
+/// sign-out form), which the error itself cannot know.
+pub async fn with_signed_in_header(
+    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    session: tower_sessions::Session,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let Some(mut page) = response.extensions_mut().remove::<ErrorPage>() else {
+        return response;
+    };
+    if let Ok(Some(user)) = crate::auth::signed_in(&state, &session).await {
+        page.user = Some(user);
+        if let Ok(body) = page.render() {
+            let status = response.status();
+            let mut again = (status, Html(body)).into_response();
+            let referrer = axum::http::header::REFERRER_POLICY;
+            if let Some(policy) = response.headers().get(&referrer).cloned() {
+                again.headers_mut().insert(referrer, policy);
+            }
+            return again;
+        }
+    }
+    response
 }
 
 /// The same errors for the JSON API.

@@ -132,6 +132,22 @@ async fn sign_in_shows_the_display_name_and_sign_out_ends_it(backend: Backend) {
         .expect("account");
     assert_eq!(account.status(), StatusCode::OK);
     assert!(account.text().await.expect("body").contains("Grace Hopper"));
+    // Error pages of a signed-in user carry the header and the sign-out form too.
+    let missing = browser
+        .get(app.at("/no/such/page"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let missing = missing.text().await.expect("body");
+    assert!(missing.contains("Grace Hopper") && missing.contains("action=\"/auth/logout\""));
+    let anonymous = reqwest::get(app.at("/no/such/page"))
+        .await
+        .expect("404")
+        .text()
+        .await
+        .expect("body");
+    assert!(!anonymous.contains("Grace Hopper") && !anonymous.contains("/auth/logout"));
 
     let out = browser
         .post(app.at("/auth/logout"))
