@@ -40,7 +40,6 @@ use codelayer::{
     config::Config,
     db::now,
     index::{BuildStats, Limits, PreparedQuery, Shard, build_shard},
-    purge::shard_dir,
     search::{self, query},
 };
 use serde_json::{Value, json};
@@ -184,7 +183,7 @@ fn load_queries(path: &Path) -> Result<Vec<BenchQuery>> {
 fn discover(dir: &Path) -> Result<Vec<Repo>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("no corpus at {} (run make_corpus.sh)", dir.display()))?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter(|e| e.path().join(".git").is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
@@ -216,7 +215,7 @@ fn tree_bytes(dir: &Path) -> u64 {
         return 0;
     };
     entries
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter(|e| e.file_name() != ".git")
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => tree_bytes(&e.path()),
@@ -351,7 +350,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         return 0;
     };
     entries
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_bytes(&e.path()),
             Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
@@ -539,18 +538,26 @@ fn run_queries(
     app: &App,
 ) -> Result<Value> {
     let state = &app.state;
-    let user_id: i64 = runtime.block_on(
+    let user_id: codelayer::ids::UserId = runtime.block_on(
         sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE token_hash = $1")
             .bind(hash_api_token(&settings.token))
             .fetch_one(&state.db.pool),
     )?;
 
     let started = Instant::now();
+    // Opened through the app's own cache, by the ids the user may read (as search does).
+    let readable = runtime
+        .block_on(codelayer::visible::readable(state, user_id))
+        .map_err(|e| anyhow!("{e}"))?;
     let shards: Vec<(&Repo, Arc<Shard>)> = repos
         .iter()
         .map(|r| {
-            let dir = shard_dir(&settings.data_dir, r.id);
-            Ok((r, state.shards.get(r.id, &dir)?))
+            let id = readable
+                .iter()
+                .find(|s| s.id.get() == r.id)
+                .ok_or_else(|| anyhow!("repository {} is not readable", r.id))?
+                .id;
+            Ok((r, state.shards.get(id)?))
         })
         .collect::<Result<_>>()?;
     let open_ms = ms(started.elapsed());
@@ -696,7 +703,7 @@ fn search_all(
     shards: &[&(&Repo, Arc<Shard>)],
     query: &PreparedQuery,
 ) -> Result<Vec<(String, usize, f32)>> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let per_chunk = shards.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let tasks: Vec<_> = shards
@@ -789,8 +796,13 @@ fn machine() -> Value {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     json!({
-        "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "nproc": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         "cpu": cpu,
         "mem_gib": mem_kib as f64 / 1024.0 / 1024.0,
     })
+}
+
+/// A repository's shard under the data dir, as DESIGN.md documents the layout.
+fn shard_dir(data: &Path, repo_id: i64) -> PathBuf {
+    data.join("shards").join(repo_id.to_string())
 }

@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::{
-    app::AppState,
-    auth::{ApiUser, CurrentUser, crypto::random_token, hash_api_token},
+    auth::{crypto::random_token, hash_api_token},
     db::now,
     error::{ApiError, AppError},
+    identity::ApiUser,
+    ids::{CurrentUser, UserId},
     jobs::Job,
-    pages::{Flash, format_time, human_bytes},
+    state::AppState,
+    view::{Flash, format_time, human_bytes},
 };
 
 /// A personal access token as listed (never the secret itself).
@@ -48,7 +50,7 @@ pub struct NewToken {
     pub token: String,
 }
 
-async fn list_tokens(state: &AppState, user_id: i64) -> Result<Vec<TokenView>, AppError> {
+async fn list_tokens(state: &AppState, user_id: UserId) -> Result<Vec<TokenView>, AppError> {
     Ok(sqlx::query_as(
         "SELECT id, name, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
     )
@@ -57,7 +59,7 @@ async fn list_tokens(state: &AppState, user_id: i64) -> Result<Vec<TokenView>, A
     .await?)
 }
 
-async fn create_token(state: &AppState, user_id: i64, name: &str) -> Result<NewToken, AppError> {
+async fn create_token(state: &AppState, user_id: UserId, name: &str) -> Result<NewToken, AppError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::BadRequest(
@@ -81,7 +83,7 @@ async fn create_token(state: &AppState, user_id: i64, name: &str) -> Result<NewT
     })
 }
 
-async fn revoke_token(state: &AppState, user_id: i64, id: i64) -> Result<(), AppError> {
+async fn revoke_token(state: &AppState, user_id: UserId, id: i64) -> Result<(), AppError> {
     let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user_id)
@@ -95,7 +97,7 @@ async fn revoke_token(state: &AppState, user_id: i64, id: i64) -> Result<(), App
 
 /// Disconnects Bitbucket: from this moment the user is invisible (marked, sessions and
 /// credentials gone); a durable job deletes the files and the remaining rows.
-pub async fn disconnect(state: &AppState, user_id: i64) -> Result<(), AppError> {
+pub async fn disconnect(state: &AppState, user_id: UserId) -> Result<(), AppError> {
     // The job is stored first: a crash right after the mark would otherwise leave a user who
     // can no longer sign in and whose data is never deleted. Should the job run before the
     // mark commits, deleting the user row takes the sessions, tokens and connection with it.
@@ -115,7 +117,7 @@ pub async fn disconnect(state: &AppState, user_id: i64) -> Result<(), AppError> 
     }
     tx.commit().await?;
     state.doorbell.notify_one();
-    tracing::info!(user_id, "Bitbucket disconnected; purging the account");
+    tracing::info!(%user_id, "Bitbucket disconnected; purging the account");
     Ok(())
 }
 

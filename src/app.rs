@@ -1,6 +1,6 @@
-//! Application state, the router with its middleware, and serving with graceful shutdown.
+//! The top floor: the router with its middleware, and serving with graceful shutdown.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Router,
@@ -18,108 +18,21 @@ use tower_sessions::{
 };
 
 use crate::{
-    account,
-    auth::{
-        self, crypto::SecretBox, oauth::OAuth, session_store::DbSessionStore, tokens::TokenKeeper,
-    },
-    bitbucket::{Bitbucket, RetryPolicy},
-    config::Config,
-    db::Db,
-    jobs::{
-        Job, Queue,
-        worker::{self, Doorbell},
-    },
-    mcp, pages, repositories,
-    search::{self, cache::ShardCache},
-    sync, workspaces,
+    account, identity, mcp, pages, repositories, search, signin, workspaces, worker,
 };
-
-/// Everything a handler may need, cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: Db,
-    pub oauth: Option<OAuth>,
-    pub tokens: Arc<TokenKeeper>,
-    pub bitbucket: Arc<Bitbucket>,
-    pub sessions: DbSessionStore,
-    pub queue: Queue,
-    pub doorbell: Doorbell,
-    pub shards: Arc<ShardCache>,
-}
-
-impl AppState {
-    /// Queues a job and wakes an idle worker.
-    pub async fn enqueue(&self, job: &Job) -> Result<(), sqlx::Error> {
-        self.queue.enqueue(job).await?;
-        self.doorbell.notify_one();
-        Ok(())
-    }
-}
+pub use crate::state::{AppState, Tuning};
 
 /// A ready-to-serve application: connected, migrated, with its background tasks defined.
 pub struct App {
     pub state: AppState,
 }
 
-/// Knobs tests turn; production uses the defaults.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Tuning {
-    pub retry: Option<RetryPolicy>,
-    /// First delay before a failed job runs again (default 30 s).
-    pub job_retry_base: Option<Duration>,
-}
-
 impl App {
     /// Prepares the data dir, connects and migrates the database, builds the clients.
-    pub async fn new(config: Config, tuning: Tuning) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
-        })?;
-        sync::clear_tmp(&config.data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot empty the data dir's tmp/: {e}"))?;
-        sync::git::set_timeouts(config.git_timeout);
-        let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)
-            .map_err(anyhow::Error::msg)?;
-        let db = Db::connect(&config.database_url).await?;
-        db.migrate().await?;
-
-        // Every outbound call has a timeout; none follows redirects (the token exchange
-        // must not, and API `next` links are followed by hand after an origin check).
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("codelayer/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(config.http_timeout)
-            .build()?;
-        let oauth = config
-            .bitbucket
-            .as_ref()
-            .map(|consumer| OAuth::new(&config, consumer, http.clone()));
-        let tokens = Arc::new(TokenKeeper::new(db.clone(), secrets, oauth.clone()));
-        let bitbucket = Arc::new(Bitbucket::new(
-            http,
-            config.api_url.clone(),
-            tokens.clone(),
-            config.api_requests_per_hour,
-            config.api_burst,
-            tuning.retry.unwrap_or_default(),
-        ));
-        let state = AppState {
-            config: Arc::new(config),
-            sessions: DbSessionStore::new(db.clone()),
-            queue: Queue::new(
-                db.clone(),
-                tuning.job_retry_base.unwrap_or(Duration::from_secs(30)),
-            ),
-            doorbell: Doorbell::default(),
-            shards: Arc::new(ShardCache::new(1024)),
-            db,
-            oauth,
-            tokens,
-            bitbucket,
-        };
-        Ok(App { state })
+    pub async fn new(config: crate::config::Config, tuning: Tuning) -> anyhow::Result<App> {
+        Ok(App {
+            state: AppState::build(config, tuning).await?,
+        })
     }
 
     /// The router with all middleware.
@@ -150,9 +63,9 @@ impl App {
             .route("/static/app.css", get(pages::stylesheet))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
-            .route("/auth/login", get(auth::login))
-            .route("/auth/callback", get(auth::callback))
-            .route("/auth/logout", post(auth::logout))
+            .route("/auth/login", get(signin::login))
+            .route("/auth/callback", get(signin::callback))
+            .route("/auth/logout", post(signin::logout))
             .route("/workspaces", get(workspaces::page))
             .route("/workspaces/refresh", post(workspaces::refresh_form))
             .route("/workspaces/{id}/link", post(workspaces::link_form))
@@ -184,10 +97,10 @@ impl App {
                     .service(mcp::service(state.clone())),
             )
             .fallback(|| async { crate::error::AppError::NotFound })
-            .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
+            .layer(middleware::from_fn_with_state(state.clone(), identity::csrf_guard))
             .layer(middleware::from_fn_with_state(
                 state.clone(),
-                crate::error::with_signed_in_header,
+                identity::with_signed_in_header,
             ))
             .layer(sessions)
             .layer(middleware::map_response(security_headers))

@@ -88,7 +88,7 @@ impl AppError {
 #[derive(Clone, Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
-    user: Option<crate::auth::CurrentUser>,
+    pub(crate) user: Option<crate::ids::CurrentUser>,
     title: String,
     message: String,
     retry: Option<&'static str>,
@@ -122,33 +122,6 @@ impl IntoResponse for AppError {
         response.extensions_mut().insert(page);
         response
     }
-}
-
-/// Re-renders error pages of signed-in users with their header (navigation, name and the
-/// sign-out form), which the error itself cannot know.
-pub async fn with_signed_in_header(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
-    session: tower_sessions::Session,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    let Some(mut page) = response.extensions_mut().remove::<ErrorPage>() else {
-        return response;
-    };
-    if let Ok(Some(user)) = crate::auth::signed_in(&state, &session).await {
-        page.user = Some(user);
-        if let Ok(body) = page.render() {
-            let status = response.status();
-            let mut again = (status, Html(body)).into_response();
-            let referrer = axum::http::header::REFERRER_POLICY;
-            if let Some(policy) = response.headers().get(&referrer).cloned() {
-                again.headers_mut().insert(referrer, policy);
-            }
-            return again;
-        }
-    }
-    response
 }
 
 /// The same errors for the JSON API.

@@ -1,4 +1,14 @@
 //! codelayer: a self-hosted code knowledge layer over Bitbucket Cloud repositories.
+//!
+//! Floors, from the ground up (a module imports only from floors below its own; the README's
+//! "Map of the code" says what each owns):
+//! 0. `index`, `ids`, `db`, `git`, `telemetry`, `view` (the ground: no imports of ours)
+//! 1. `config`, `layout`, `error`
+//! 2. `auth`, `jobs`, `shards`, then `bitbucket`
+//! 3. `state`
+//! 4. `identity`, `visible`, `purge`, `sync`
+//! 5. `workspaces`, then `repositories`, `search`, `account`, `signin`, `pages`
+//! 6. `mcp`, `worker`, then `app` (the router: nothing imports it)
 
 pub mod account;
 pub mod app;
@@ -7,13 +17,23 @@ pub mod bitbucket;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod git;
+pub mod identity;
+pub mod ids;
 pub mod index;
 pub mod jobs;
+pub mod layout;
 pub mod mcp;
 pub mod pages;
 pub mod purge;
 pub mod repositories;
 pub mod search;
+pub mod shards;
+pub mod signin;
+pub mod state;
 pub mod sync;
 pub mod telemetry;
+pub mod view;
+pub mod visible;
+pub mod worker;
 pub mod workspaces;

@@ -24,10 +24,14 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{
-    app::AppState,
-    auth::{CurrentUser, user_for_api_token},
-    index::PathFilter,
-    search::{self, Searchable, pages::blob_href},
+    identity::user_for_api_token,
+    ids::{CurrentUser, RepoId, UserId},
+    index::{PathFilter, PathMatcher},
+    repositories,
+    search::{self, pages::blob_href},
+    state::AppState,
+    sync::RepoState,
+    visible::{self, Searchable},
 };
 
 /// Answers are cut here, with a note on how to narrow.
@@ -146,29 +150,24 @@ impl CodeTools {
         _args: Parameters<NoArgs>,
     ) -> ToolResult {
         let user = user_of(&parts)?;
-        let rows: Vec<(String, String, String, Option<String>, i64, String)> = sqlx::query_as(
-            "SELECT w.slug, r.slug, r.state, r.indexed_commit, r.files, r.language \
-             FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
-             WHERE r.user_id = $1 AND r.selected = 1 AND w.linked = 1 AND w.reachable = 1 AND w.purging = 0 \
-             ORDER BY w.slug, r.slug",
-        )
-        .bind(user.id)
-        .fetch_all(&self.state.db.pool)
-        .await
-        .map_err(|_| "the repository list could not be read; try again".to_owned())?;
+        let mut rows: Vec<repositories::RepositoryView> =
+            repositories::list_for_user(&self.state, user.id)
+                .await
+                .map_err(|_| "the repository list could not be read; try again".to_owned())?;
+        rows.retain(|r| r.selected.0);
+        rows.sort_by(|a, b| (&a.workspace, &a.slug).cmp(&(&b.workspace, &b.slug)));
         let searchable = self.searchable(user.id).await?;
         if rows.is_empty() {
             return Ok("No repositories are indexed yet. Select some under Repositories in codelayer and press \"Create knowledge layer\".".into());
         }
         let mut out = String::new();
-        for (ws, slug, state, commit, files, language) in rows {
-            let ready = searchable
-                .iter()
-                .any(|r| r.workspace == ws && r.slug == slug);
+        for r in rows {
+            let ready = searchable.iter().any(|s| s.id == r.id);
+            let (ws, slug, files, language) = (&r.workspace, &r.slug, r.files, &r.language);
             out.push_str(&format!(
                 "{ws}/{slug} — {}{}, {files} files{}\n",
-                if ready { "ready" } else { state.as_str() },
-                commit
+                if ready { RepoState::Ready } else { r.state },
+                r.indexed_commit
                     .map(|c| format!(", commit {}", c.get(..12).unwrap_or(&c)))
                     .unwrap_or_default(),
                 if language.is_empty() {
@@ -306,20 +305,29 @@ impl CodeTools {
     ) -> ToolResult {
         let user = user_of(&parts)?;
         let repo = self.repository(user.id, &args.repository).await?;
-        let files = self.shard_call(repo.id, |shard| shard.list_files()).await?;
         let filter = args.path_prefix.filter(|p| !p.is_empty());
-        let glob = filter
-            .as_deref()
-            .filter(|p| p.contains(['*', '?', '[']))
-            .map(|g| PathFilter::Glob(g.to_owned()));
-        let matching: Vec<_> = files
-            .into_iter()
-            .filter(|(path, _, _)| match (&filter, &glob) {
-                (None, _) => true,
-                (Some(_), Some(g)) => g.matches(path),
-                (Some(prefix), None) => path.starts_with(prefix.as_str()),
+        // Compiled once, before any path is read; a bad glob is the caller's error.
+        let glob = match filter.as_deref().filter(|p| p.contains(['*', '?', '[', '{'])) {
+            Some(g) => Some(
+                PathMatcher::new(&PathFilter::Glob(g.to_owned()))
+                    .map_err(|e| format!("the glob was not understood: {e}"))?,
+            ),
+            None => None,
+        };
+        // Filtering 200,000 paths is CPU work: it runs beside the shard read, off the runtime.
+        let matching = self
+            .shard_call(repo.id, move |shard| {
+                Ok(shard
+                    .list_files()?
+                    .into_iter()
+                    .filter(|(path, _, _)| match (&filter, &glob) {
+                        (None, _) => true,
+                        (Some(_), Some(g)) => g.matches(path),
+                        (Some(prefix), None) => path.starts_with(prefix.as_str()),
+                    })
+                    .collect::<Vec<_>>())
             })
-            .collect();
+            .await?;
         let mut out = format!("{} files in {}\n", matching.len(), repo.name());
         for (path, language, size) in matching.iter().take(MAX_LIST) {
             out.push_str(&format!("{path}\t{language}\t{size}\n"));
@@ -335,33 +343,37 @@ impl CodeTools {
 }
 
 impl CodeTools {
-    async fn searchable(&self, user_id: i64) -> Result<Vec<Searchable>, String> {
-        search::searchable(&self.state, user_id)
+    async fn searchable(&self, user_id: UserId) -> Result<Vec<Searchable>, String> {
+        visible::readable(&self.state, user_id)
             .await
             .map_err(|_| "the repository list could not be read; try again".to_owned())
     }
 
     /// One of the user's searchable repositories by "<workspace>/<slug>", else "not found".
-    async fn repository(&self, user_id: i64, name: &str) -> Result<Searchable, String> {
-        self.searchable(user_id)
-            .await?
-            .into_iter()
-            .find(|r| r.name().eq_ignore_ascii_case(name.trim()))
-            .ok_or_else(|| {
-                format!("not found: no indexed repository {name:?} (list_repositories shows yours)")
+    async fn repository(&self, user_id: UserId, name: &str) -> Result<Searchable, String> {
+        visible::readable_by_name(&self.state, user_id, name)
+            .await
+            .map_err(|e| match e {
+                crate::error::AppError::NotFound => format!(
+                    "not found: no indexed repository {name:?} (list_repositories shows yours)"
+                ),
+                _ => "the repository list could not be read; try again".to_owned(),
             })
     }
 
     async fn shard_call<T: Send + 'static>(
         &self,
-        repo_id: i64,
+        repo_id: RepoId,
         call: impl FnOnce(&crate::index::Shard) -> Result<T, crate::index::IndexError> + Send + 'static,
     ) -> Result<T, String> {
-        let cache = self.state.shards.clone();
-        let dir = crate::purge::shard_dir(&self.state.config.data_dir, repo_id);
+        let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            let shard = cache.get(repo_id, &dir).map_err(|e| e.to_string())?;
-            call(&shard).map_err(|e| e.to_string())
+            let result = state.shards.get(repo_id).and_then(|shard| call(&shard));
+            result.map_err(|e| {
+                let fault = search::index_fault(&state, repo_id, &e);
+                tracing::error!(error = %fault, "MCP tool could not read an index");
+                "the index could not be read; try again".to_owned()
+            })
         })
         .await
         .map_err(|_| "the index could not be read".to_owned())?

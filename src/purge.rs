@@ -5,26 +5,22 @@
 //! anywhere is finished by the next run. Files go as whole directories; SQLite overwrites
 //! deleted rows (`secure_delete`) and its WAL is checkpointed and truncated afterwards.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::{app::AppState, db::now, jobs::JobError};
-
-/// Where a repository's files live under the data dir.
-pub fn clone_dir(data_dir: &Path, repo_id: i64) -> PathBuf {
-    data_dir.join("git").join(format!("{repo_id}.git"))
-}
-
-/// The repository's current index shard.
-pub fn shard_dir(data_dir: &Path, repo_id: i64) -> PathBuf {
-    data_dir.join("shards").join(repo_id.to_string())
-}
+use crate::{
+    db::now,
+    ids::{RepoId, UserId, WorkspaceId},
+    jobs::{JobError, JobKind, dedupe_key},
+    layout::Layout,
+    state::AppState,
+};
 
 /// Removes every file of one repository (clone, shard, builds in progress), then its row.
-pub async fn repository(state: &AppState, repo_id: i64) -> Result<(), std::io::Error> {
+pub async fn repository(state: &AppState, repo_id: RepoId) -> Result<(), std::io::Error> {
     state.shards.forget(repo_id);
-    remove_repository_files(&state.config.data_dir, repo_id).await?;
+    remove_repository_files(&state.layout, repo_id).await?;
     sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND state <> 'running'")
-        .bind(format!("sync_repository:{repo_id}"))
+        .bind(dedupe_key(JobKind::SyncRepository, repo_id.get()))
         .execute(&state.db.pool)
         .await
         .map_err(std::io::Error::other)?;
@@ -37,23 +33,26 @@ pub async fn repository(state: &AppState, repo_id: i64) -> Result<(), std::io::E
 }
 
 /// The `PurgeWorkspace` job: the workspace row stays (Inactive), everything under it goes.
-pub async fn workspace(state: &AppState, workspace_id: i64) -> Result<(), JobError> {
-    let repos: Vec<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE workspace_id = $1")
+pub async fn workspace(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobError> {
+    let repos: Vec<RepoId> = sqlx::query_scalar("SELECT id FROM repositories WHERE workspace_id = $1")
         .bind(workspace_id)
         .fetch_all(&state.db.pool)
         .await
         .map_err(retry)?;
     wait_for_running_work(
         state,
-        std::iter::once(format!("load_repositories:{workspace_id}"))
-            .chain(repos.iter().map(|id| format!("sync_repository:{id}"))),
+        std::iter::once(dedupe_key(JobKind::LoadRepositories, workspace_id.get())).chain(
+            repos
+                .iter()
+                .map(|id| dedupe_key(JobKind::SyncRepository, id.get())),
+        ),
     )
     .await?;
     for repo_id in repos {
         repository(state, repo_id).await.map_err(retry)?;
     }
     sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND state <> 'running'")
-        .bind(format!("load_repositories:{workspace_id}"))
+        .bind(dedupe_key(JobKind::LoadRepositories, workspace_id.get()))
         .execute(&state.db.pool)
         .await
         .map_err(retry)?;
@@ -63,18 +62,19 @@ pub async fn workspace(state: &AppState, workspace_id: i64) -> Result<(), JobErr
         .await
         .map_err(retry)?;
     state.db.checkpoint().await.map_err(retry)?;
-    tracing::info!(workspace_id, "workspace data purged");
+    tracing::info!(%workspace_id, "workspace data purged");
     Ok(())
 }
 
 /// The `PurgeUser` job: files of every repository, then the user row (rows cascade).
-pub async fn user(state: &AppState, user_id: i64) -> Result<(), JobError> {
-    let repos: Vec<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE user_id = $1")
+pub async fn user(state: &AppState, user_id: UserId) -> Result<(), JobError> {
+    let repos: Vec<RepoId> = sqlx::query_scalar("SELECT id FROM repositories WHERE user_id = $1")
         .bind(user_id)
         .fetch_all(&state.db.pool)
         .await
         .map_err(retry)?;
-    let workspaces: Vec<i64> = sqlx::query_scalar("SELECT id FROM workspaces WHERE user_id = $1")
+    let workspaces: Vec<WorkspaceId> =
+        sqlx::query_scalar("SELECT id FROM workspaces WHERE user_id = $1")
         .bind(user_id)
         .fetch_all(&state.db.pool)
         .await
@@ -83,20 +83,28 @@ pub async fn user(state: &AppState, user_id: i64) -> Result<(), JobError> {
         state,
         workspaces
             .iter()
-            .map(|id| format!("load_repositories:{id}"))
-            .chain(repos.iter().map(|id| format!("sync_repository:{id}"))),
+            .map(|id| dedupe_key(JobKind::LoadRepositories, id.get()))
+            .chain(
+                repos
+                    .iter()
+                    .map(|id| dedupe_key(JobKind::SyncRepository, id.get())),
+            ),
     )
     .await?;
     for repo_id in &repos {
         state.shards.forget(*repo_id);
-        remove_repository_files(&state.config.data_dir, *repo_id)
+        remove_repository_files(&state.layout, *repo_id)
             .await
             .map_err(retry)?;
     }
     let mut tx = state.db.pool.begin().await.map_err(retry)?;
-    for key in [format!("refresh_workspaces:{user_id}")]
+    for key in [dedupe_key(JobKind::RefreshWorkspaces, user_id.get())]
         .into_iter()
-        .chain(repos.iter().map(|id| format!("sync_repository:{id}")))
+        .chain(
+            repos
+                .iter()
+                .map(|id| dedupe_key(JobKind::SyncRepository, id.get())),
+        )
     {
         sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1")
             .bind(key)
@@ -104,14 +112,15 @@ pub async fn user(state: &AppState, user_id: i64) -> Result<(), JobError> {
             .await
             .map_err(retry)?;
     }
-    sqlx::query(
-        "DELETE FROM jobs WHERE dedupe_key IN (SELECT 'load_repositories:' || id FROM workspaces WHERE user_id = $1) \
-         OR dedupe_key IN (SELECT 'purge_workspace:' || id FROM workspaces WHERE user_id = $1)",
-    )
-    .bind(user_id)
-    .execute(&mut *tx)
-    .await
-    .map_err(retry)?;
+    for workspace in &workspaces {
+        for kind in [JobKind::LoadRepositories, JobKind::PurgeWorkspace] {
+            sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1")
+                .bind(dedupe_key(kind, workspace.get()))
+                .execute(&mut *tx)
+                .await
+                .map_err(retry)?;
+        }
+    }
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(user_id)
         .execute(&mut *tx)
@@ -119,7 +128,7 @@ pub async fn user(state: &AppState, user_id: i64) -> Result<(), JobError> {
         .map_err(retry)?;
     tx.commit().await.map_err(retry)?;
     state.db.checkpoint().await.map_err(retry)?;
-    tracing::info!(user_id, "user purged");
+    tracing::info!(%user_id, "user purged");
     Ok(())
 }
 
@@ -150,16 +159,14 @@ async fn wait_for_running_work(
     Ok(())
 }
 
-async fn remove_repository_files(data_dir: &Path, repo_id: i64) -> Result<(), std::io::Error> {
-    let data_dir = data_dir.to_path_buf();
+async fn remove_repository_files(layout: &Layout, repo_id: RepoId) -> Result<(), std::io::Error> {
+    let layout = layout.clone();
     tokio::task::spawn_blocking(move || {
-        remove_dir(&clone_dir(&data_dir, repo_id))?;
-        remove_dir(&shard_dir(&data_dir, repo_id))?;
-        // Builds in progress are named "<repo id>-…" under tmp/.
-        let prefix = format!("{repo_id}-");
-        if let Ok(entries) = std::fs::read_dir(data_dir.join("tmp")) {
+        remove_dir(&layout.clone_dir(repo_id))?;
+        remove_dir(&layout.shard_dir(repo_id))?;
+        if let Ok(entries) = std::fs::read_dir(layout.tmp_dir()) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                if Layout::is_build_of(&entry.file_name().to_string_lossy(), repo_id) {
                     remove_dir(&entry.path())?;
                 }
             }

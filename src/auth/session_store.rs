@@ -11,6 +11,7 @@ use tower_sessions::{
     session_store::{Error, Result},
 };
 
+use crate::ids::UserId;
 use crate::db::{Db, now};
 
 /// The session key holding the signed-in user's id.
@@ -28,7 +29,7 @@ impl DbSessionStore {
     }
 
     /// Ends every session of a user, on every device.
-    pub async fn delete_for_user(&self, user_id: i64) -> std::result::Result<(), sqlx::Error> {
+    pub async fn delete_for_user(&self, user_id: UserId) -> std::result::Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
             .execute(&self.db.pool)
@@ -42,7 +43,7 @@ fn backend(e: sqlx::Error) -> Error {
 }
 
 fn user_of(record: &Record) -> Option<i64> {
-    record.data.get(USER_ID_KEY).and_then(|v| v.as_i64())
+    record.data.get(USER_ID_KEY).and_then(serde_json::Value::as_i64)
 }
 
 #[async_trait]

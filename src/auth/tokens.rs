@@ -17,6 +17,7 @@ use crate::{
         oauth::{OAuth, OAuthError, TokenSet},
     },
     db::{Db, now},
+    ids::UserId,
 };
 
 /// How long one process may hold the refresh lease of a connection.
@@ -40,7 +41,7 @@ pub struct TokenKeeper {
     db: Db,
     secrets: SecretBox,
     oauth: Option<OAuth>,
-    locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -74,7 +75,7 @@ impl TokenKeeper {
     pub async fn store_new<'e, E>(
         &self,
         executor: E,
-        user_id: i64,
+        user_id: UserId,
         tokens: &TokenSet,
     ) -> Result<(), sqlx::Error>
     where
@@ -101,7 +102,7 @@ impl TokenKeeper {
     }
 
     /// A token valid for a while yet, refreshing first when it is close to expiry.
-    pub async fn access_token(&self, user_id: i64) -> Result<String, TokenError> {
+    pub async fn access_token(&self, user_id: UserId) -> Result<String, TokenError> {
         let row = self.load(user_id).await?;
         if row.status != "ok" {
             return Err(TokenError::SignInAgain);
@@ -115,7 +116,7 @@ impl TokenKeeper {
     /// Bitbucket answered 401 to `rejected`: refresh once, unless someone already did.
     pub async fn after_unauthorized(
         &self,
-        user_id: i64,
+        user_id: UserId,
         rejected: &str,
     ) -> Result<String, TokenError> {
         self.refresh_when(user_id, |row| {
@@ -127,7 +128,7 @@ impl TokenKeeper {
     }
 
     /// Marks the connection as needing a new sign-in (grant revoked or refused).
-    pub async fn mark_sign_in_again(&self, user_id: i64) -> Result<(), sqlx::Error> {
+    pub async fn mark_sign_in_again(&self, user_id: UserId) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE bitbucket_connections SET status = 'sign_in_again', refresh_lock_until = 0 \
              WHERE user_id = $1",
@@ -139,7 +140,7 @@ impl TokenKeeper {
     }
 
     /// Whether the user's connection still works (false: "sign in again").
-    pub async fn is_connected(&self, user_id: i64) -> Result<bool, sqlx::Error> {
+    pub async fn is_connected(&self, user_id: UserId) -> Result<bool, sqlx::Error> {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM bitbucket_connections WHERE user_id = $1")
                 .bind(user_id)
@@ -151,7 +152,7 @@ impl TokenKeeper {
     /// Refreshes if `needs_refresh` still holds once this caller is the only refresher.
     async fn refresh_when(
         &self,
-        user_id: i64,
+        user_id: UserId,
         needs_refresh: impl Fn(&ConnectionRow) -> bool,
     ) -> Result<String, TokenError> {
         let lock = self.lock_for(user_id);
@@ -176,7 +177,7 @@ impl TokenKeeper {
         }
     }
 
-    async fn refresh(&self, user_id: i64, row: &ConnectionRow) -> Result<String, TokenError> {
+    async fn refresh(&self, user_id: UserId, row: &ConnectionRow) -> Result<String, TokenError> {
         let Some(oauth) = &self.oauth else {
             self.release_lease(user_id).await?;
             return Err(TokenError::Unavailable(
@@ -213,11 +214,11 @@ impl TokenKeeper {
                 .bind(at)
                 .execute(&self.db.pool)
                 .await?;
-                tracing::info!(user_id, "refreshed Bitbucket access token");
+                tracing::info!(%user_id, "refreshed Bitbucket access token");
                 Ok(tokens.access_token)
             }
             Err(OAuthError::Rejected(reason)) => {
-                tracing::warn!(user_id, %reason, "Bitbucket refused the refresh token");
+                tracing::warn!(%user_id, %reason, "Bitbucket refused the refresh token");
                 self.mark_sign_in_again(user_id).await?;
                 Err(TokenError::SignInAgain)
             }
@@ -228,7 +229,7 @@ impl TokenKeeper {
         }
     }
 
-    async fn take_lease(&self, user_id: i64) -> Result<bool, sqlx::Error> {
+    async fn take_lease(&self, user_id: UserId) -> Result<bool, sqlx::Error> {
         let at = now();
         let taken = sqlx::query(
             "UPDATE bitbucket_connections SET refresh_lock_until = $2 \
@@ -242,7 +243,7 @@ impl TokenKeeper {
         Ok(taken.rows_affected() == 1)
     }
 
-    async fn release_lease(&self, user_id: i64) -> Result<(), sqlx::Error> {
+    async fn release_lease(&self, user_id: UserId) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE bitbucket_connections SET refresh_lock_until = 0 WHERE user_id = $1")
             .bind(user_id)
             .execute(&self.db.pool)
@@ -250,7 +251,7 @@ impl TokenKeeper {
         Ok(())
     }
 
-    async fn load(&self, user_id: i64) -> Result<ConnectionRow, TokenError> {
+    async fn load(&self, user_id: UserId) -> Result<ConnectionRow, TokenError> {
         sqlx::query_as(
             "SELECT access_token, refresh_token, expires_at, status, updated_at \
              FROM bitbucket_connections WHERE user_id = $1",
@@ -261,20 +262,20 @@ impl TokenKeeper {
         .ok_or(TokenError::SignInAgain)
     }
 
-    fn open(&self, sealed: &str, kind: &str, user_id: i64) -> Result<String, TokenError> {
+    fn open(&self, sealed: &str, kind: &str, user_id: UserId) -> Result<String, TokenError> {
         // A token that no longer decrypts (the key changed) is as good as revoked.
         self.secrets
             .open(sealed, &context(kind, user_id))
             .map_err(|_| TokenError::SignInAgain)
     }
 
-    fn lock_for(&self, user_id: i64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+    fn lock_for(&self, user_id: UserId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.entry(user_id).or_default().clone()
     }
 }
 
-fn context(kind: &str, user_id: i64) -> String {
+fn context(kind: &str, user_id: UserId) -> String {
     format!("bitbucket_connections.{kind}_token:{user_id}")
 }
 

@@ -15,6 +15,7 @@ use url::Url;
 
 pub use types::{BbRepository, BbUser, BbWorkspace, Page, WorkspaceAccess, WorkspaceMembership};
 
+use crate::ids::UserId;
 use crate::auth::{
     oauth::describe_transport,
     tokens::{TokenError, TokenKeeper},
@@ -109,13 +110,13 @@ impl Bitbucket {
     }
 
     /// The signed-in user's Bitbucket profile.
-    pub async fn current_user(&self, user_id: i64) -> Result<BbUser, BbError> {
+    pub async fn current_user(&self, user_id: UserId) -> Result<BbUser, BbError> {
         let url = self.url("/2.0/user")?;
         self.get(user_id, &url).await
     }
 
     /// Every workspace the user can reach, with the user's permission in each.
-    pub async fn workspaces(&self, user_id: i64) -> Result<Vec<BbWorkspace>, BbError> {
+    pub async fn workspaces(&self, user_id: UserId) -> Result<Vec<BbWorkspace>, BbError> {
         let url = self.url("/2.0/user/workspaces?pagelen=100")?;
         let accesses: Vec<WorkspaceAccess> = self.all_pages(user_id, url).await?;
         let mut out = Vec::with_capacity(accesses.len());
@@ -163,7 +164,7 @@ impl Bitbucket {
     /// Every repository of a workspace the user has at least read access to.
     pub async fn repositories(
         &self,
-        user_id: i64,
+        user_id: UserId,
         workspace: &str,
     ) -> Result<Vec<BbRepository>, BbError> {
         let url = self.url(&format!(
@@ -180,7 +181,7 @@ impl Bitbucket {
     /// One repository.
     pub async fn repository(
         &self,
-        user_id: i64,
+        user_id: UserId,
         workspace: &str,
         slug: &str,
     ) -> Result<BbRepository, BbError> {
@@ -200,7 +201,7 @@ impl Bitbucket {
     /// Follows `next` links until the last page.
     async fn all_pages<T: DeserializeOwned>(
         &self,
-        user_id: i64,
+        user_id: UserId,
         first: Url,
     ) -> Result<Vec<T>, BbError> {
         let mut out = Vec::new();
@@ -226,7 +227,7 @@ impl Bitbucket {
     }
 
     /// GET with the user's token: refreshes once on 401, then gives up with "sign in again".
-    async fn get<T: DeserializeOwned>(&self, user_id: i64, url: &Url) -> Result<T, BbError> {
+    async fn get<T: DeserializeOwned>(&self, user_id: UserId, url: &Url) -> Result<T, BbError> {
         let token = self.tokens.access_token(user_id).await?;
         match self.get_with_token(&token, url).await {
             Err(BbError::Status(StatusCode::UNAUTHORIZED)) => {

@@ -158,7 +158,7 @@ fn walk(
     let mut files = Vec::new();
     let mut queue = VecDeque::from([(tree.id(), String::new(), 0usize)]);
     while let Some((tree, prefix, depth)) = queue.pop_front() {
-        for entry in repo.find_tree(tree)?.iter() {
+        for entry in &repo.find_tree(tree)? {
             let name = String::from_utf8_lossy(entry.name_bytes());
             let path = if prefix.is_empty() {
                 name.into_owned()

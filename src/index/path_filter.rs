@@ -1,32 +1,42 @@
-//! Compiled path conditions: case-insensitive substrings and globs.
+//! Compiled path conditions: case-insensitive substrings and globs (globset, ripgrep's glob
+//! engine: `*` and `?` stay within a segment, `**` crosses segments, `[ab]` classes).
 
-use regex::Regex;
+use globset::{GlobBuilder, GlobMatcher};
 
 use super::{IndexError, PathFilter};
 
-/// A [`PathFilter`] ready to test paths.
+/// Globs longer than this are refused rather than compiled.
+pub const MAX_GLOB_BYTES: usize = 1024;
+
+/// A [`PathFilter`] compiled once, ready to test many paths.
 #[derive(Debug)]
-pub(crate) enum PathMatcher {
+pub enum PathMatcher {
     /// Lower-cased needle.
     Substring(String),
-    /// The glob as an anchored regex; `segment` globs match any one path segment.
-    Glob { regex: Regex, segment: bool },
+    /// A glob; `segment` globs (no `/`) match any one path segment.
+    Glob { glob: GlobMatcher, segment: bool },
 }
 
 impl PathMatcher {
     /// Compiles a filter.
-    pub(crate) fn new(filter: &PathFilter) -> Result<PathMatcher, IndexError> {
+    pub fn new(filter: &PathFilter) -> Result<PathMatcher, IndexError> {
         match filter {
             PathFilter::Substring(s) => Ok(PathMatcher::Substring(s.to_lowercase())),
             PathFilter::Glob(glob) => {
+                if glob.len() > MAX_GLOB_BYTES {
+                    return Err(IndexError::BadPattern(format!(
+                        "the glob is longer than {MAX_GLOB_BYTES} bytes"
+                    )));
+                }
                 let glob = glob.trim_start_matches('/');
-                let regex = regex::RegexBuilder::new(&glob_to_regex(glob))
+                let matcher = GlobBuilder::new(glob)
                     .case_insensitive(true)
-                    .size_limit(1 << 20)
+                    .literal_separator(true)
                     .build()
-                    .map_err(|e| IndexError::BadPattern(e.to_string()))?;
+                    .map_err(|e| IndexError::BadPattern(e.to_string()))?
+                    .compile_matcher();
                 Ok(PathMatcher::Glob {
-                    regex,
+                    glob: matcher,
                     segment: !glob.contains('/'),
                 })
             }
@@ -34,7 +44,7 @@ impl PathMatcher {
     }
 
     /// Whether `path` satisfies the filter.
-    pub(crate) fn matches(&self, path: &str) -> bool {
+    pub fn matches(&self, path: &str) -> bool {
         match self {
             PathMatcher::Substring(needle) => {
                 if path.is_ascii() && needle.is_ascii() {
@@ -43,11 +53,11 @@ impl PathMatcher {
                     path.to_lowercase().contains(needle.as_str())
                 }
             }
-            PathMatcher::Glob { regex, segment } => {
+            PathMatcher::Glob { glob, segment } => {
                 if *segment {
-                    path.split('/').any(|s| regex.is_match(s))
+                    path.split('/').any(|s| glob.is_match(s))
                 } else {
-                    regex.is_match(path)
+                    glob.is_match(path)
                 }
             }
         }
@@ -59,37 +69,6 @@ fn contains_ignore_ascii_case(haystack: &str, lower_needle: &str) -> bool {
     n.is_empty()
         || h.windows(n.len())
             .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
-}
-
-/// `*` → within a segment, `**` → across segments, `?` → one character; the rest literal.
-fn glob_to_regex(glob: &str) -> String {
-    let mut out = String::from("^");
-    let mut chars = glob.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' if chars.peek() == Some(&'*') => {
-                chars.next();
-                if chars.peek() == Some(&'/') {
-                    chars.next();
-                    out.push_str("(?:.*/)?");
-                } else {
-                    out.push_str(".*");
-                }
-            }
-            '*' => out.push_str("[^/]*"),
-            '?' => out.push_str("[^/]"),
-            c => out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
-        }
-    }
-    out.push('$');
-    out
-}
-
-impl PathFilter {
-    /// Whether `path` passes this filter (an invalid glob matches nothing).
-    pub fn matches(&self, path: &str) -> bool {
-        PathMatcher::new(self).is_ok_and(|m| m.matches(path))
-    }
 }
 
 #[cfg(test)]
@@ -113,6 +92,9 @@ mod tests {
         assert!(glob("**/test_?.py", "a/b/test_1.py"));
         assert!(glob("test*", "tests/x.c"));
         assert!(glob("*.RS", "lib.rs"));
+        assert!(glob("src/{a,b}/*.rs", "src/b/x.rs"));
+        assert!(!glob("[", "["));
+        assert!(!glob(&"*".repeat(MAX_GLOB_BYTES + 1), "a"));
     }
 
     #[test]

@@ -3,17 +3,19 @@
 use std::collections::HashSet;
 
 use crate::{
-    app::AppState,
     bitbucket::{BbError, BbRepository},
     db::{flag, now},
+    ids::{RepoId, UserId, WorkspaceId},
     jobs::JobError,
-    purge, workspaces,
+    purge,
+    state::AppState,
+    workspaces,
 };
 
 /// The `LoadRepositories` job: upsert by uuid (a rename keeps its id), purge the vanished.
-pub async fn run(state: &AppState, workspace_id: i64) -> Result<(), JobError> {
+pub async fn run(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobError> {
     let db = |e: sqlx::Error| JobError::Retry(format!("database: {e}"));
-    let row: Option<(i64, String)> = sqlx::query_as(
+    let row: Option<(UserId, String)> = sqlx::query_as(
         "SELECT user_id, slug FROM workspaces WHERE id = $1 AND linked = 1 AND reachable = 1 \
          AND purging = 0",
     )
@@ -29,7 +31,7 @@ pub async fn run(state: &AppState, workspace_id: i64) -> Result<(), JobError> {
         Ok(listed) => listed,
         Err(BbError::NoAccess) => {
             tracing::info!(
-                workspace_id,
+                %workspace_id,
                 "no access to the workspace's repositories any more"
             );
             workspaces::start_purge(state, workspace_id, true)
@@ -53,7 +55,7 @@ pub async fn run(state: &AppState, workspace_id: i64) -> Result<(), JobError> {
             .map_err(db)?;
     }
     let listed_uuids: HashSet<&str> = listed.iter().map(|r| r.uuid.as_str()).collect();
-    let known: Vec<(i64, String)> =
+    let known: Vec<(RepoId, String)> =
         sqlx::query_as("SELECT id, uuid FROM repositories WHERE workspace_id = $1")
             .bind(workspace_id)
             .fetch_all(&state.db.pool)
@@ -63,8 +65,8 @@ pub async fn run(state: &AppState, workspace_id: i64) -> Result<(), JobError> {
     for (repo_id, uuid) in known {
         if !listed_uuids.contains(uuid.as_str()) {
             tracing::info!(
-                workspace_id,
-                repo_id,
+                %workspace_id,
+                %repo_id,
                 "repository gone from Bitbucket; purging it"
             );
             purge::repository(state, repo_id)
@@ -87,8 +89,8 @@ pub async fn run(state: &AppState, workspace_id: i64) -> Result<(), JobError> {
 
 async fn upsert(
     state: &AppState,
-    user_id: i64,
-    workspace_id: i64,
+    user_id: UserId,
+    workspace_id: WorkspaceId,
     repo: &BbRepository,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(

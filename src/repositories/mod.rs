@@ -13,19 +13,21 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::{
-    app::AppState,
-    auth::{ApiUser, CurrentUser},
     db::Flag,
     error::{ApiError, AppError},
+    identity::ApiUser,
+    ids::{CurrentUser, RepoId, UserId, WorkspaceId},
     jobs::Job,
-    pages::{Flash, human_bytes},
-    workspaces::{self, WorkspaceView},
+    state::AppState,
+    sync::RepoState,
+    view::{Flash, format_time, human_bytes},
+    workspaces::{self, WorkspaceStatus, WorkspaceView},
 };
 
 /// A repository as pages and the API show it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct RepositoryView {
-    pub id: i64,
+    pub id: RepoId,
     pub workspace: String,
     pub slug: String,
     pub name: String,
@@ -37,14 +39,15 @@ pub struct RepositoryView {
     pub updated_on: String,
     #[sqlx(try_from = "i64")]
     pub selected: Flag,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: RepoState,
     pub progress: String,
     pub indexed_commit: Option<String>,
     pub files: i64,
     pub bytes: i64,
     pub error: Option<String>,
     #[serde(skip)]
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     #[serde(skip)]
     pub indexed_at: Option<i64>,
     /// The last build's statistics (JSON of `index::BuildStats`).
@@ -81,8 +84,8 @@ impl RepositoryView {
 
     /// What the state column says: "ready · abc1234 · 12 files · 1.2 MB · 2026-…".
     pub fn state_text(&self) -> String {
-        match self.state.as_str() {
-            "ready" => {
+        match self.state {
+            RepoState::Ready => {
                 let commit = self
                     .indexed_commit
                     .as_deref()
@@ -94,33 +97,48 @@ impl RepositoryView {
                     self.files,
                     if self.files == 1 { "" } else { "s" },
                     human_bytes(self.bytes),
-                    crate::pages::format_time(self.indexed_at.unwrap_or(0))
+                    format_time(self.indexed_at.unwrap_or(0))
                 )
             }
-            "cloning" | "indexing" if !self.progress.is_empty() => {
+            RepoState::Cloning | RepoState::Indexing if !self.progress.is_empty() => {
                 format!("{} {}", self.state, self.progress)
             }
-            other => other.to_owned(),
+            other => other.as_str().to_owned(),
         }
     }
 }
 
+const LISTED: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.name, r.full_name, r.language, r.size, \
+       r.is_private, r.updated_on, r.selected, r.state, r.progress, r.indexed_commit, r.files, \
+       r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped \
+     FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
+     WHERE r.user_id = $1 AND w.user_id = $1 AND w.purging = 0 AND w.linked = 1";
+
 /// The user's repositories in Active workspaces (Inactive ones have none: they are purged).
 pub async fn list_for_user(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
 ) -> Result<Vec<RepositoryView>, AppError> {
-    Ok(sqlx::query_as(
-        "SELECT r.id, w.slug AS workspace, r.slug, r.name, r.full_name, r.language, r.size, \
-           r.is_private, r.updated_on, r.selected, r.state, r.progress, r.indexed_commit, r.files, \
-           r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped \
-         FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
-         WHERE r.user_id = $1 AND w.user_id = $1 AND w.purging = 0 AND w.linked = 1 \
-         ORDER BY lower(w.name), lower(r.name), r.id",
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{LISTED} ORDER BY lower(w.name), lower(r.name), r.id"
+    )))
     .bind(user_id)
     .fetch_all(&state.db.pool)
     .await?)
+}
+
+/// One listed repository by the id a request named, only if it is the user's.
+pub async fn find_for_user(
+    state: &AppState,
+    user_id: UserId,
+    repo_id: i64,
+) -> Result<RepositoryView, AppError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{LISTED} AND r.id = $2")))
+        .bind(user_id)
+        .bind(repo_id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or(AppError::NotFound)
 }
 
 /// One workspace's section of the page.
@@ -147,7 +165,7 @@ pub async fn page(
     let sections = workspaces::list_for_user(&state, user.id)
         .await?
         .into_iter()
-        .filter(|w| w.status == "active")
+        .filter(|w| w.status == WorkspaceStatus::Active)
         .map(|workspace| {
             let mine;
             (mine, repositories) = repositories
@@ -190,41 +208,42 @@ async fn select_and_build(
             "Too many repositories in one request.".into(),
         ));
     }
-    let mine: Vec<i64> = list_for_user(state, user.id)
-        .await?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    if let Some(missing) = ids.iter().find(|id| !mine.contains(id)) {
-        tracing::info!(
-            user_id = user.id,
-            repo_id = missing,
-            "selection of a repository that is not the user's"
-        );
-        return Err(AppError::NotFound);
-    }
+    let mut mine = Vec::with_capacity(ids.len());
     for id in ids {
-        queue_sync(state, user.id, *id, true).await?;
+        match find_for_user(state, user.id, *id).await {
+            Ok(repo) => mine.push(repo),
+            Err(AppError::NotFound) => {
+                tracing::info!(user_id = %user.id, repo_id = id, "selection of a repository that is not the user's");
+                return Err(AppError::NotFound);
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(ids.len())
+    for repo in &mine {
+        queue_sync(state, user.id, repo.id, true).await?;
+    }
+    Ok(mine.len())
 }
 
 /// Marks a repository queued and adds its sync job.
 async fn queue_sync(
     state: &AppState,
-    user_id: i64,
-    repo_id: i64,
+    user_id: UserId,
+    repo_id: RepoId,
     select: bool,
 ) -> Result<(), AppError> {
     let updated = sqlx::query(
         "UPDATE repositories SET selected = CASE WHEN $3 = 1 THEN 1 ELSE selected END, \
-           state = 'queued', progress = '', error = NULL \
+           state = $4, progress = '', error = NULL \
          WHERE id = $1 AND user_id = $2 AND (selected = 1 OR $3 = 1) \
-           AND state NOT IN ('cloning', 'indexing')",
+           AND state NOT IN ($5, $6)",
     )
     .bind(repo_id)
     .bind(user_id)
     .bind(i64::from(select))
+    .bind(RepoState::Queued.as_str())
+    .bind(RepoState::Cloning.as_str())
+    .bind(RepoState::Indexing.as_str())
     .execute(&state.db.pool)
     .await?;
     if updated.rows_affected() == 1 {
@@ -263,22 +282,9 @@ pub async fn sync_form(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> Result<Redirect, AppError> {
-    find_for_user(&state, user.id, id).await?;
-    queue_sync(&state, user.id, id, false).await?;
+    let repo = find_for_user(&state, user.id, id).await?;
+    queue_sync(&state, user.id, repo.id, false).await?;
     Ok(Redirect::to(&format!("/repositories#repo-{id}")))
-}
-
-/// One repository, only if it is the user's.
-pub async fn find_for_user(
-    state: &AppState,
-    user_id: i64,
-    repo_id: i64,
-) -> Result<RepositoryView, AppError> {
-    list_for_user(state, user_id)
-        .await?
-        .into_iter()
-        .find(|r| r.id == repo_id)
-        .ok_or(AppError::NotFound)
 }
 
 /// Body of `POST /api/v1/repositories/index`.
@@ -309,29 +315,33 @@ pub async fn api_sync(
             AppError::BadRequest("Select the repository for indexing first.".into()).into(),
         );
     }
-    queue_sync(&state, user.id, id, false).await?;
+    queue_sync(&state, user.id, repo.id, false).await?;
     Ok(Json(find_for_user(&state, user.id, id).await?))
 }
 
 /// At start-up: builds and purges a crash interrupted get their job back (their job row may be gone
 /// if the crash came between steps; the dedupe key keeps this from doubling work).
 pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
-    let stuck: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM repositories WHERE selected = 1 AND state IN ('queued', 'cloning', 'indexing')",
+    let stuck: Vec<RepoId> = sqlx::query_scalar(
+        "SELECT id FROM repositories WHERE selected = 1 AND state IN ($1, $2, $3)",
     )
+    .bind(RepoState::Queued.as_str())
+    .bind(RepoState::Cloning.as_str())
+    .bind(RepoState::Indexing.as_str())
     .fetch_all(&state.db.pool)
     .await?;
     for repo_id in stuck {
         state.enqueue(&Job::SyncRepository { repo_id }).await?;
     }
     // A crash between marking a purge and queueing it must not leave it undone.
-    let workspaces: Vec<i64> = sqlx::query_scalar("SELECT id FROM workspaces WHERE purging = 1")
+    let workspaces: Vec<WorkspaceId> =
+        sqlx::query_scalar("SELECT id FROM workspaces WHERE purging = 1")
         .fetch_all(&state.db.pool)
         .await?;
     for workspace_id in workspaces {
         state.enqueue(&Job::PurgeWorkspace { workspace_id }).await?;
     }
-    let users: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE purging = 1")
+    let users: Vec<UserId> = sqlx::query_scalar("SELECT id FROM users WHERE purging = 1")
         .fetch_all(&state.db.pool)
         .await?;
     for user_id in users {
@@ -348,12 +358,14 @@ pub async fn resync_on_schedule(state: AppState) {
     loop {
         tick.tick().await;
         let due = crate::db::now() - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
-        let repos: Result<Vec<i64>, _> = sqlx::query_scalar(
+        let repos: Result<Vec<RepoId>, _> = sqlx::query_scalar(
             "SELECT r.id FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
-             WHERE r.selected = 1 AND r.state IN ('ready', 'failed') AND r.synced_at IS NOT NULL \
+             WHERE r.selected = 1 AND r.state IN ($2, $3) AND r.synced_at IS NOT NULL \
                AND r.synced_at < $1 AND w.linked = 1 AND w.purging = 0",
         )
         .bind(due)
+        .bind(RepoState::Ready.as_str())
+        .bind(RepoState::Failed.as_str())
         .fetch_all(&state.db.pool)
         .await;
         match repos {

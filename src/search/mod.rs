@@ -1,7 +1,6 @@
 //! Search across the shards a user may read: the query language, shard readers, ranking
 //! across repositories, the results page, the file view and the JSON API.
 
-pub mod cache;
 pub mod pages;
 pub mod query;
 
@@ -11,64 +10,17 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
 
 use crate::{
-    app::AppState,
     error::AppError,
+    ids::{RepoId, UserId},
     index::{FileMatch, PreparedQuery, ShardResult},
-    purge::shard_dir,
+    state::AppState,
+    visible::{self, Searchable},
 };
 
 /// Files per results page.
 pub const PAGE_SIZE: usize = 20;
 /// Matching lines shown per file.
 pub const LINES_PER_FILE: usize = 5;
-
-/// A repository whose shard the user may search: ready, selected, in an Active workspace.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Searchable {
-    pub id: i64,
-    pub workspace: String,
-    pub slug: String,
-    pub full_name: String,
-    pub indexed_commit: String,
-    pub html_url: String,
-}
-
-impl Searchable {
-    /// `<workspace>/<slug>`, how results and MCP name a repository.
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.workspace, self.slug)
-    }
-}
-
-/// The user's searchable repositories, chosen by user id before any query text is read.
-pub async fn searchable(state: &AppState, user_id: i64) -> Result<Vec<Searchable>, AppError> {
-    Ok(sqlx::query_as(
-        "SELECT r.id, w.slug AS workspace, r.slug, r.full_name, r.indexed_commit, r.html_url \
-         FROM repositories r \
-         JOIN workspaces w ON w.id = r.workspace_id AND w.user_id = $1 \
-         JOIN bitbucket_connections c ON c.user_id = $1 AND c.status = 'ok' \
-         JOIN users u ON u.id = $1 AND u.purging = 0 \
-         WHERE r.user_id = $1 AND r.selected = 1 AND r.indexed_commit IS NOT NULL \
-           AND w.linked = 1 AND w.reachable = 1 AND w.purging = 0 \
-         ORDER BY r.id",
-    )
-    .bind(user_id)
-    .fetch_all(&state.db.pool)
-    .await?)
-}
-
-/// One searchable repository of the user, or "not found".
-pub async fn searchable_repository(
-    state: &AppState,
-    user_id: i64,
-    repo_id: i64,
-) -> Result<Searchable, AppError> {
-    searchable(state, user_id)
-        .await?
-        .into_iter()
-        .find(|r| r.id == repo_id)
-        .ok_or(AppError::NotFound)
-}
 
 /// One matching line of a result.
 #[derive(Clone, Debug, Serialize)]
@@ -86,7 +38,7 @@ pub struct LineHit {
 #[derive(Clone, Debug, Serialize)]
 pub struct FileHit {
     pub repository: String,
-    pub repository_id: i64,
+    pub repository_id: RepoId,
     pub path: String,
     pub language: String,
     pub matches: Vec<LineHit>,
@@ -108,22 +60,42 @@ pub struct Results {
     pub language_facets: Vec<(String, usize)>,
 }
 
-/// Why a search could not run.
+/// Why a search could not run: the user's fault (a bad query or cursor) or ours (an index
+/// or the database failed). Only the handlers turn these into a status.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     #[error("{0}")]
     Query(#[from] query::ParseError),
     #[error("the cursor is not valid for this query")]
     Cursor,
-    #[error(transparent)]
-    App(#[from] AppError),
+    #[error("{0}")]
+    Pattern(String),
+    #[error("the index of repository {repo} at {path} could not be read: {detail}")]
+    Index {
+        repo: RepoId,
+        path: String,
+        detail: String,
+    },
+    #[error("database: {0}")]
+    Database(String),
+}
+
+impl From<AppError> for SearchError {
+    fn from(e: AppError) -> SearchError {
+        SearchError::Database(e.to_string())
+    }
 }
 
 impl From<SearchError> for AppError {
     fn from(e: SearchError) -> AppError {
         match e {
-            SearchError::App(e) => e,
-            other => AppError::BadRequest(other.to_string()),
+            SearchError::Query(_) | SearchError::Cursor | SearchError::Pattern(_) => {
+                AppError::BadRequest(e.to_string())
+            }
+            // Logged in full by AppError; the user sees a generic sentence, not blame.
+            SearchError::Index { .. } | SearchError::Database(_) => {
+                AppError::Internal(e.to_string())
+            }
         }
     }
 }
@@ -131,7 +103,7 @@ impl From<SearchError> for AppError {
 /// Runs a query over the user's shards and returns one page, best files first.
 pub async fn run(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
     text: &str,
     cursor: Option<&str>,
     page_size: usize,
@@ -142,14 +114,14 @@ pub async fn run(
 /// Like `run`, limited to one of the user's repositories when `only` is given.
 pub async fn run_scoped(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
     text: &str,
     cursor: Option<&str>,
     page_size: usize,
-    only: Option<i64>,
+    only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
     let started = Instant::now();
-    let mut repos = searchable(state, user_id).await?;
+    let mut repos = visible::readable(state, user_id).await?;
     if let Some(id) = only {
         repos.retain(|r| r.id == id);
     }
@@ -165,7 +137,7 @@ pub async fn run_scoped(
         .collect();
     // Compiled once per request, not once per shard (regex compilation dominated).
     let per_shard = PreparedQuery::new(&query.shard_query(LINES_PER_FILE, wanted.max(200)))
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        .map_err(|e| SearchError::Pattern(e.to_string()))?;
     let hits = search_shards(state, repos, Arc::new(per_shard)).await?;
 
     let mut total_files = 0;
@@ -212,39 +184,49 @@ async fn search_shards(
     state: &AppState,
     repos: Vec<Searchable>,
     query: Arc<PreparedQuery>,
-) -> Result<Vec<(Searchable, ShardResult)>, AppError> {
+) -> Result<Vec<(Searchable, ShardResult)>, SearchError> {
     let chunks = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
+        .map_or(2, std::num::NonZero::get)
         .max(1);
     let per_chunk = repos.len().div_ceil(chunks).max(1);
     let mut tasks = Vec::new();
     for chunk in repos.chunks(per_chunk) {
         let chunk = chunk.to_vec();
         let query = query.clone();
-        let cache = state.shards.clone();
-        let data_dir = state.config.data_dir.clone();
+        let state = state.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(chunk.len());
             for repo in chunk {
-                let shard = cache
-                    .get(repo.id, &shard_dir(&data_dir, repo.id))
-                    .map_err(|e| AppError::Internal(format!("opening shard {}: {e}", repo.id)))?;
-                let result = shard
-                    .search_prepared(&query)
-                    .map_err(|e| AppError::BadRequest(e.to_string()))?;
+                let result = state
+                    .shards
+                    .get(repo.id)
+                    .and_then(|shard| shard.search_prepared(&query))
+                    .map_err(|e| match e {
+                        crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
+                        other => index_fault(&state, repo.id, &other),
+                    })?;
                 out.push((repo, result));
             }
-            Ok::<_, AppError>(out)
+            Ok::<_, SearchError>(out)
         }));
     }
     let mut all = Vec::new();
     for task in tasks {
         all.extend(
             task.await
-                .map_err(|e| AppError::Internal(format!("search task: {e}")))??,
+                .map_err(|e| SearchError::Database(format!("search task: {e}")))??,
         );
     }
     Ok(all)
+}
+
+/// A shard that cannot be opened or read is our fault: named with its path for the log.
+pub fn index_fault(state: &AppState, repo: RepoId, e: &impl std::fmt::Display) -> SearchError {
+    SearchError::Index {
+        repo,
+        path: state.layout.shard_dir(repo).display().to_string(),
+        detail: e.to_string(),
+    }
 }
 
 fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {

@@ -9,13 +9,15 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    app::AppState,
-    auth::{ApiUser, CurrentUser},
     error::{ApiError, AppError},
-    purge::clone_dir,
+    identity::ApiUser,
+    ids::{CurrentUser, RepoId},
+    state::AppState,
+    view::human_bytes,
+    visible,
 };
 
-use super::{FileHit, LineHit, PAGE_SIZE, Results, SearchError, query, run, searchable_repository};
+use super::{FileHit, LineHit, PAGE_SIZE, Results, SearchError, index_fault, query, run};
 
 #[derive(Deserialize)]
 pub struct SearchParams {
@@ -81,7 +83,7 @@ impl FileHit {
 }
 
 /// Link to the file view at a line, carrying the query for highlighting.
-pub fn blob_href(repo_id: i64, path: &str, q: &str, line: u32) -> String {
+pub fn blob_href(repo_id: RepoId, path: &str, q: &str, line: u32) -> String {
     let path: String = path
         .split('/')
         .map(|s| crate::bitbucket::urlencode(s).replace('+', "%20"))
@@ -136,7 +138,9 @@ pub async fn page(
     } else {
         match run(&state, user.id, &q, params.cursor.as_deref(), PAGE_SIZE).await {
             Ok(results) => (Some(results), None),
-            Err(SearchError::App(e)) => return Err(e),
+            Err(e @ (SearchError::Index { .. } | SearchError::Database(_))) => {
+                return Err(e.into());
+            }
             Err(e) => (None, Some(e.to_string())),
         }
     };
@@ -201,18 +205,20 @@ pub async fn blob(
     Path((repo_id, path)): Path<(i64, String)>,
     QueryString(params): QueryString<SearchParams>,
 ) -> Result<BlobPage, AppError> {
-    let repo = searchable_repository(&state, user.id, repo_id).await?;
+    let repo = visible::readable_by_id(&state, user.id, repo_id).await?;
+    let repo_id = repo.id;
     let shard = {
-        let cache = state.shards.clone();
-        let dir = crate::purge::shard_dir(&state.config.data_dir, repo_id);
+        let state = state.clone();
         let wanted = path.clone();
         tokio::task::spawn_blocking(move || {
-            let shard = cache.get(repo_id, &dir)?;
-            shard.read_file(&wanted)
+            state
+                .shards
+                .get(repo_id)
+                .and_then(|shard| shard.read_file(&wanted))
+                .map_err(|e| AppError::from(index_fault(&state, repo_id, &e)))
         })
         .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
-        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::Internal(e.to_string()))??
     };
     let bitbucket_url = format!(
         "{}/src/{}/{}",
@@ -294,11 +300,11 @@ fn highlighter(q: &str) -> Option<regex::Regex> {
 /// Why a file of the indexed commit is not in the shard, if it is in the commit at all.
 async fn skipped_reason(
     state: &AppState,
-    repo_id: i64,
+    repo_id: RepoId,
     commit: &str,
     path: &str,
 ) -> Option<String> {
-    let git_dir = clone_dir(&state.config.data_dir, repo_id);
+    let git_dir = state.layout.clone_dir(repo_id);
     let (commit, path) = (commit.to_owned(), path.to_owned());
     let limit = state.config.max_file_bytes;
     tokio::task::spawn_blocking(move || {
@@ -309,13 +315,19 @@ async fn skipped_reason(
             .tree()
             .ok()?;
         let entry = tree.get_path(std::path::Path::new(&path)).ok()?;
-        let blob = repo.find_blob(entry.id()).ok()?;
-        Some(if blob.size() as u64 > limit {
-            format!(
+        // The size comes from the object header: a huge blob is never inflated to learn it.
+        let (size, kind) = repo.odb().ok()?.read_header(entry.id()).ok()?;
+        if kind != git2::ObjectType::Blob {
+            return None;
+        }
+        if size as u64 > limit {
+            return Some(format!(
                 "This file is {} — larger than the indexing limit, so it is not shown.",
-                crate::pages::human_bytes(blob.size() as i64)
-            )
-        } else if blob.is_binary() {
+                human_bytes(i64::try_from(size).unwrap_or(i64::MAX))
+            ));
+        }
+        let blob = repo.find_blob(entry.id()).ok()?;
+        Some(if blob.is_binary() {
             "This is a binary file, so it is not shown.".to_owned()
         } else {
             "This file was not indexed.".to_owned()

@@ -4,26 +4,76 @@
 //! Runs as the `SyncRepository` job; git and tantivy work happens on the blocking pool, and
 //! progress goes to the repository row as it happens so the page can show it live.
 
-pub mod git;
-
 use std::{path::PathBuf, time::Duration};
 
 use tokio::sync::watch;
+use serde::Serialize;
 use url::Url;
 
 use crate::{
-    app::AppState,
     auth::tokens::TokenError,
     bitbucket::urlencode,
     db::now,
+    git,
+    ids::{RepoId, UserId},
     index::{self, BuildStats},
     jobs::JobError,
-    purge::{clone_dir, shard_dir},
+    state::AppState,
 };
+
+/// Where a repository's knowledge layer stands; stored as text in `repositories.state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepoState {
+    /// Listed, not selected.
+    Available,
+    Queued,
+    Cloning,
+    Indexing,
+    Ready,
+    Failed,
+}
+
+impl RepoState {
+    /// The stored and JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoState::Available => "available",
+            RepoState::Queued => "queued",
+            RepoState::Cloning => "cloning",
+            RepoState::Indexing => "indexing",
+            RepoState::Ready => "ready",
+            RepoState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RepoState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for RepoState {
+    type Error = String;
+    fn try_from(s: String) -> Result<RepoState, String> {
+        [
+            RepoState::Available,
+            RepoState::Queued,
+            RepoState::Cloning,
+            RepoState::Indexing,
+            RepoState::Ready,
+            RepoState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+        .ok_or_else(|| format!("unknown repository state {s:?}"))
+    }
+}
 
 #[derive(sqlx::FromRow)]
 struct Target {
-    user_id: i64,
+    user_id: UserId,
     workspace: String,
     slug: String,
     main_branch: Option<String>,
@@ -31,7 +81,7 @@ struct Target {
 }
 
 /// The `SyncRepository` job.
-pub async fn run(state: &AppState, repo_id: i64) -> Result<(), JobError> {
+pub async fn run(state: &AppState, repo_id: RepoId) -> Result<(), JobError> {
     let db = |e: sqlx::Error| JobError::Retry(format!("database: {e}"));
     let target: Option<Target> = sqlx::query_as(
         "SELECT r.user_id, w.slug AS workspace, r.slug, r.main_branch, r.indexed_commit \
@@ -49,8 +99,10 @@ pub async fn run(state: &AppState, repo_id: i64) -> Result<(), JobError> {
     match build(state, repo_id, &target).await {
         Ok(()) => Ok(()),
         Err(reason) => {
-            tracing::warn!(repo_id, %reason, "knowledge layer build failed");
-            set_state(state, repo_id, "failed", "").await.map_err(db)?;
+            tracing::warn!(%repo_id, %reason, "knowledge layer build failed");
+            set_state(state, repo_id, RepoState::Failed, "")
+                .await
+                .map_err(db)?;
             sqlx::query("UPDATE repositories SET error = $2 WHERE id = $1")
                 .bind(repo_id)
                 .bind(&reason)
@@ -63,19 +115,22 @@ pub async fn run(state: &AppState, repo_id: i64) -> Result<(), JobError> {
     }
 }
 
-async fn build(state: &AppState, repo_id: i64, target: &Target) -> Result<(), String> {
+async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(), String> {
     let db = |e: sqlx::Error| format!("database: {e}");
-    let data_dir = state.config.data_dir.clone();
+    let layout = &state.layout;
     let Some(branch) = target.main_branch.clone() else {
         // An empty repository: ready, with nothing indexed.
-        remove_dir(shard_dir(&data_dir, repo_id)).await;
+        state.shards.forget(repo_id);
+        remove_dir(layout.shard_dir(repo_id)).await;
         record(state, repo_id, None, &BuildStats::default())
             .await
             .map_err(db)?;
         return Ok(());
     };
 
-    set_state(state, repo_id, "cloning", "").await.map_err(db)?;
+    set_state(state, repo_id, RepoState::Cloning, "")
+        .await
+        .map_err(db)?;
     let url = clone_url(&state.config.git_url, &target.workspace, &target.slug)?;
     let head = match fetch(state, repo_id, target.user_id, &url, &branch, None).await {
         Err(FetchFailure::Unauthorized(token)) => {
@@ -92,10 +147,12 @@ async fn build(state: &AppState, repo_id: i64, target: &Target) -> Result<(), St
     .map_err(|e| e.to_string())?;
 
     let head_hex = head.to_string();
-    let shard = shard_dir(&data_dir, repo_id);
+    let shard = layout.shard_dir(repo_id);
     if target.indexed_commit.as_deref() == Some(head_hex.as_str()) && shard.exists() {
-        tracing::info!(repo_id, "main branch unchanged; nothing to rebuild");
-        set_state(state, repo_id, "ready", "").await.map_err(db)?;
+        tracing::info!(%repo_id, "main branch unchanged; nothing to rebuild");
+        set_state(state, repo_id, RepoState::Ready, "")
+            .await
+            .map_err(db)?;
         sqlx::query("UPDATE repositories SET error = NULL, synced_at = $2 WHERE id = $1")
             .bind(repo_id)
             .bind(now())
@@ -105,18 +162,15 @@ async fn build(state: &AppState, repo_id: i64, target: &Target) -> Result<(), St
         return Ok(());
     }
 
-    set_state(state, repo_id, "indexing", "")
+    set_state(state, repo_id, RepoState::Indexing, "")
         .await
         .map_err(db)?;
-    let tmp = data_dir.join("tmp").join(format!(
-        "{repo_id}-{}",
-        crate::auth::crypto::random_token(6)
-    ));
+    let tmp = layout.build_dir(repo_id, &crate::auth::crypto::random_token(6));
     let (tx, rx) = watch::channel((0u64, 0u64));
     let reporter = report_progress(state, repo_id, rx, |(done, total)| {
         format!("{done}/{total} files")
     });
-    let git_dir = clone_dir(&data_dir, repo_id);
+    let git_dir = layout.clone_dir(repo_id);
     let limits = state.config.index_limits();
     let out = tmp.clone();
     let built = tokio::task::spawn_blocking(move || {
@@ -144,7 +198,7 @@ async fn build(state: &AppState, repo_id: i64, target: &Target) -> Result<(), St
         .await
         .map_err(db)?;
     tracing::info!(
-        repo_id,
+        %repo_id,
         files = stats.files,
         bytes = stats.bytes,
         ms = stats.duration_ms,
@@ -172,8 +226,8 @@ impl std::fmt::Display for FetchFailure {
 
 async fn fetch(
     state: &AppState,
-    repo_id: i64,
-    user_id: i64,
+    repo_id: RepoId,
+    user_id: UserId,
     url: &Url,
     branch: &str,
     token: Option<String>,
@@ -192,7 +246,7 @@ async fn fetch(
             .checked_div(p.total_objects)
             .map_or_else(String::new, |percent| format!("{percent}%"))
     });
-    let git_dir: PathBuf = clone_dir(&state.config.data_dir, repo_id);
+    let git_dir: PathBuf = state.layout.clone_dir(repo_id);
     let (url, branch, max_bytes) = (url.clone(), branch.to_owned(), state.config.max_repo_bytes);
     let used = token.clone();
     let fetched = tokio::task::spawn_blocking(move || {
@@ -225,7 +279,7 @@ async fn fetch(
 /// Copies the latest progress value into the row twice a second while work runs.
 fn report_progress<T: Clone + Send + Sync + 'static>(
     state: &AppState,
-    repo_id: i64,
+    repo_id: RepoId,
     mut rx: watch::Receiver<T>,
     text: impl Fn(T) -> String + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
@@ -245,13 +299,13 @@ fn report_progress<T: Clone + Send + Sync + 'static>(
 
 async fn set_state(
     state: &AppState,
-    repo_id: i64,
-    new: &str,
+    repo_id: RepoId,
+    new: RepoState,
     progress: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE repositories SET state = $2, progress = $3 WHERE id = $1")
         .bind(repo_id)
-        .bind(new)
+        .bind(new.as_str())
         .bind(progress)
         .execute(&state.db.pool)
         .await?;
@@ -260,12 +314,12 @@ async fn set_state(
 
 async fn record(
     state: &AppState,
-    repo_id: i64,
+    repo_id: RepoId,
     commit: Option<&str>,
     stats: &BuildStats,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE repositories SET state = 'ready', progress = '', error = NULL, indexed_commit = $2, \
+        "UPDATE repositories SET state = $7, progress = '', error = NULL, indexed_commit = $2, \
          files = $3, bytes = $4, skipped = $5, indexed_at = $6, synced_at = $6 WHERE id = $1",
     )
     .bind(repo_id)
@@ -274,6 +328,7 @@ async fn record(
     .bind(i64::try_from(stats.bytes).unwrap_or(i64::MAX))
     .bind(serde_json::to_string(stats).unwrap_or_default())
     .bind(now())
+    .bind(RepoState::Ready.as_str())
     .execute(&state.db.pool)
     .await?;
     Ok(())
@@ -321,14 +376,4 @@ fn clone_url(base: &Url, workspace: &str, slug: &str) -> Result<Url, String> {
 
 fn token_message(e: TokenError) -> String {
     e.to_string()
-}
-
-/// Empties DATA_DIR/tmp: builds that a crash interrupted are never resumed, only redone.
-pub fn clear_tmp(data_dir: &std::path::Path) -> std::io::Result<()> {
-    let tmp = data_dir.join("tmp");
-    match std::fs::remove_dir_all(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    std::fs::create_dir_all(tmp)
 }

@@ -14,25 +14,81 @@ use serde::Serialize;
 use tower_sessions::Session;
 
 use crate::{
-    app::AppState,
-    auth::{ApiUser, CurrentUser},
     db::flag,
     error::{ApiError, AppError},
+    identity::ApiUser,
+    ids::{CurrentUser, UserId, WorkspaceId},
     jobs::Job,
-    pages::{Flash, format_time, human_bytes},
+    state::AppState,
+    view::{Flash, format_time, human_bytes},
 };
+
+/// Active: linked and reachable with the current token; Inactive otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceStatus {
+    Active,
+    Inactive,
+}
+
+impl WorkspaceStatus {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceStatus::Active => "active",
+            WorkspaceStatus::Inactive => "inactive",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkspaceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a workspace is Inactive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum InactiveReason {
+    #[serde(rename = "disconnecting")]
+    Disconnecting,
+    #[serde(rename = "access removed")]
+    AccessRemoved,
+    #[serde(rename = "sign in again")]
+    SignInAgain,
+    #[serde(rename = "not linked")]
+    NotLinked,
+}
+
+impl InactiveReason {
+    /// The words the page and the JSON API show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InactiveReason::Disconnecting => "disconnecting",
+            InactiveReason::AccessRemoved => "access removed",
+            InactiveReason::SignInAgain => "sign in again",
+            InactiveReason::NotLinked => "not linked",
+        }
+    }
+}
+
+impl std::fmt::Display for InactiveReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A workspace as pages and the API show it.
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkspaceView {
-    pub id: i64,
+    pub id: WorkspaceId,
     pub uuid: String,
     pub slug: String,
     pub name: String,
     pub permission: String,
     pub linked: bool,
-    pub status: &'static str,
-    pub reason: Option<&'static str>,
+    pub status: WorkspaceStatus,
+    pub reason: Option<InactiveReason>,
     pub repository_count: i64,
     pub refreshed_at: String,
     pub error: Option<String>,
@@ -42,7 +98,7 @@ pub struct WorkspaceView {
 
 #[derive(sqlx::FromRow)]
 struct WorkspaceRow {
-    id: i64,
+    id: WorkspaceId,
     uuid: String,
     slug: String,
     name: String,
@@ -61,7 +117,7 @@ const SELECT_WORKSPACES: &str = "SELECT w.id, w.uuid, w.slug, w.name, w.permissi
     FROM workspaces w WHERE w.user_id = $1";
 
 /// Every workspace of the user, with its status.
-pub async fn list_for_user(state: &AppState, user_id: i64) -> Result<Vec<WorkspaceView>, AppError> {
+pub async fn list_for_user(state: &AppState, user_id: UserId) -> Result<Vec<WorkspaceView>, AppError> {
     let rows: Vec<WorkspaceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_WORKSPACES} ORDER BY lower(w.name), w.id"
     )))
@@ -75,7 +131,7 @@ pub async fn list_for_user(state: &AppState, user_id: i64) -> Result<Vec<Workspa
 /// One workspace, only if it belongs to the user (anyone else's id is "not found").
 pub async fn find_for_user(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
     workspace_id: i64,
 ) -> Result<WorkspaceView, AppError> {
     let row: WorkspaceRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -92,13 +148,13 @@ pub async fn find_for_user(
 
 fn view(r: WorkspaceRow, connected: bool) -> WorkspaceView {
     let reason = if r.purging != 0 {
-        Some("disconnecting")
+        Some(InactiveReason::Disconnecting)
     } else if r.reachable == 0 {
-        Some("access removed")
+        Some(InactiveReason::AccessRemoved)
     } else if !connected {
-        Some("sign in again")
+        Some(InactiveReason::SignInAgain)
     } else if r.linked == 0 {
-        Some("not linked")
+        Some(InactiveReason::NotLinked)
     } else {
         None
     };
@@ -110,9 +166,9 @@ fn view(r: WorkspaceRow, connected: bool) -> WorkspaceView {
         permission: r.permission,
         linked: r.linked != 0,
         status: if reason.is_none() {
-            "active"
+            WorkspaceStatus::Active
         } else {
-            "inactive"
+            WorkspaceStatus::Inactive
         },
         reason,
         repository_count: r.repository_count,
@@ -125,7 +181,7 @@ fn view(r: WorkspaceRow, connected: bool) -> WorkspaceView {
 /// Marks a workspace unlinked and invisible at once, then queues the deletion of its data.
 pub async fn start_purge(
     state: &AppState,
-    workspace_id: i64,
+    workspace_id: WorkspaceId,
     lost_access: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -147,8 +203,8 @@ async fn link(
 ) -> Result<WorkspaceView, AppError> {
     let ws = find_for_user(state, user.id, workspace_id).await?;
     match ws.reason {
-        None | Some("not linked") => {}
-        Some("sign in again") => {
+        None | Some(InactiveReason::NotLinked) => {}
+        Some(InactiveReason::SignInAgain) => {
             return Err(AppError::BadRequest(
                 "Bitbucket access ended: sign in again first.".into(),
             ));
@@ -162,12 +218,14 @@ async fn link(
     sqlx::query(
         "UPDATE workspaces SET linked = 1, load_error = NULL WHERE id = $1 AND user_id = $2",
     )
-    .bind(workspace_id)
+    .bind(ws.id)
     .bind(user.id)
     .execute(&state.db.pool)
     .await?;
     state
-        .enqueue(&Job::LoadRepositories { workspace_id })
+        .enqueue(&Job::LoadRepositories {
+            workspace_id: ws.id,
+        })
         .await?;
     find_for_user(state, user.id, workspace_id).await
 }
@@ -180,7 +238,7 @@ async fn disconnect(
     let ws = find_for_user(state, user.id, workspace_id).await?;
     if !ws.purging {
         start_purge(state, ws.id, false).await?;
-        tracing::info!(user_id = user.id, workspace_id, "workspace disconnected");
+        tracing::info!(user_id = %user.id, workspace_id = %ws.id, "workspace disconnected");
     }
     find_for_user(state, user.id, workspace_id).await
 }
@@ -265,7 +323,7 @@ pub async fn confirm_disconnect(
         "SELECT full_name, bytes, selected FROM repositories WHERE workspace_id = $1 AND user_id = $2 \
          ORDER BY lower(full_name)",
     )
-    .bind(id)
+    .bind(workspace.id)
     .bind(user.id)
     .fetch_all(&state.db.pool)
     .await?;

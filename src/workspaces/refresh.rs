@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use crate::{
-    app::AppState,
+    ids::{UserId, WorkspaceId},
+    state::AppState,
     bitbucket::{BbError, BbWorkspace},
     db::{flag, now},
     jobs::{Job, JobError},
@@ -14,11 +15,11 @@ use crate::{
 pub struct Outcome {
     pub workspaces: usize,
     /// Set when this was the user's first list and it held exactly one workspace.
-    pub auto_linked: Option<i64>,
+    pub auto_linked: Option<WorkspaceId>,
 }
 
 /// The `RefreshWorkspaces` job.
-pub async fn run(state: &AppState, user_id: i64) -> Result<(), JobError> {
+pub async fn run(state: &AppState, user_id: UserId) -> Result<(), JobError> {
     refresh(state, user_id).await.map(|_| ()).map_err(job_error)
 }
 
@@ -32,10 +33,10 @@ pub fn job_error(e: BbError) -> JobError {
 
 /// Reads the list, upserts by uuid, turns workspaces no longer listed Inactive (purging
 /// their data) and queues a repository load for every Active one.
-pub async fn refresh(state: &AppState, user_id: i64) -> Result<Outcome, BbError> {
+pub async fn refresh(state: &AppState, user_id: UserId) -> Result<Outcome, BbError> {
     let listed = state.bitbucket.workspaces(user_id).await?;
     let store = |e: sqlx::Error| BbError::Token(format!("database: {e}"));
-    let known: Vec<(i64, String, i64)> =
+    let known: Vec<(WorkspaceId, String, i64)> =
         sqlx::query_as("SELECT id, uuid, reachable FROM workspaces WHERE user_id = $1")
             .bind(user_id)
             .fetch_all(&state.db.pool)
@@ -51,15 +52,15 @@ pub async fn refresh(state: &AppState, user_id: i64) -> Result<Outcome, BbError>
     for (id, uuid, reachable) in &known {
         if *reachable != 0 && !listed_uuids.contains(uuid.as_str()) {
             tracing::info!(
-                user_id,
-                workspace_id = id,
+                %user_id,
+                workspace_id = %id,
                 "workspace access removed; purging its data"
             );
             super::start_purge(state, *id, true).await.map_err(store)?;
         }
     }
 
-    let active: Vec<i64> = sqlx::query_scalar(
+    let active: Vec<WorkspaceId> = sqlx::query_scalar(
         "SELECT id FROM workspaces WHERE user_id = $1 AND linked = 1 AND reachable = 1 \
          AND purging = 0",
     )
@@ -88,7 +89,7 @@ pub async fn refresh(state: &AppState, user_id: i64) -> Result<Outcome, BbError>
 
 async fn upsert(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
     ws: &BbWorkspace,
     link_new: bool,
 ) -> Result<(), sqlx::Error> {

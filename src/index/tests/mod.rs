@@ -55,9 +55,12 @@ pub(super) fn make_repo(nodes: &[Node]) -> Result<Repo, git2::Error> {
     let dir = TempDir::new().map_err(|e| git2::Error::from_str(&e.to_string()))?;
     let repo = Repository::init_bare(dir.path())?;
     let sig = Signature::now("Test", "test@example.com")?;
-    let empty = repo.treebuilder(None)?.write()?;
-    let empty = repo.find_tree(empty)?;
-    let sub = repo.commit(None, &sig, &sig, "submodule target", &empty, &[])?;
+    // The submodule's commit lives in the same object database and holds a file, so a walk
+    // that followed gitlinks would index "submoduleneedle".
+    let mut inner = repo.treebuilder(None)?;
+    inner.insert("inside.txt", repo.blob(b"submoduleneedle\n")?, FILE)?;
+    let inner = repo.find_tree(inner.write()?)?;
+    let sub = repo.commit(None, &sig, &sig, "submodule target", &inner, &[])?;
     let tree = repo.find_tree(write_tree(&repo, nodes, sub)?)?;
     let commit = repo.commit(Some("HEAD"), &sig, &sig, "fixture", &tree, &[])?;
     Ok(Repo { dir, commit })

@@ -82,14 +82,23 @@ fn literal_gives_exact_lines_and_ranges() {
 
 #[test]
 fn skipped_files_are_never_found() {
+    // Each needle is in the object database (a binary blob, a large blob, the tree behind a
+    // gitlink) or behind a symlink's target (/etc/passwd holds "root:x:0:0" on any Linux
+    // machine), and none may be found.
+    assert!(
+        std::fs::read_to_string("/etc/passwd").is_ok_and(|p| p.contains("root:x:0:0")),
+        "the symlink check needs /etc/passwd"
+    );
     for needle in [
         "binaryneedle",
         "bigneedle",
         "root:x:0:0",
-        "submodule target",
+        "submoduleneedle",
     ] {
         assert_eq!(run(&words(&[needle])).total_files, 0, "{needle}");
     }
+    // The same search finds indexed text, so a zero above means "skipped", not "broken".
+    assert_eq!(run(&words(&["zebraquokka"])).total_files, 1);
 }
 
 #[test]
@@ -235,9 +244,15 @@ fn invalid_regex_is_a_bad_pattern() {
     let mut q = words(&["x"]);
     q.path_include = vec![PathFilter::Glob("[".into())];
     assert!(
-        fixture().shard.search(&q).is_ok(),
-        "glob brackets are literal"
+        matches!(fixture().shard.search(&q), Err(IndexError::BadPattern(_))),
+        "an unclosed glob class is the user's error"
     );
+    let mut q = words(&["common"]);
+    q.path_include = vec![PathFilter::Glob("[rR]are.txt".into())];
+    match fixture().shard.search(&q) {
+        Ok(r) => assert_eq!(paths(&r), ["gen/rare.txt"]),
+        Err(e) => panic!("a glob class should work: {e}"),
+    }
 }
 
 #[test]

@@ -1,15 +1,16 @@
-//! Workers: tokio tasks that claim jobs, keep their lease alive and record the outcome.
+//! Workers: tokio tasks that claim jobs, keep their lease alive, run them and record the
+//! outcome. High in the house: running a job means calling the capability that owns it.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use tokio::sync::Notify;
 use tracing::Instrument;
 
-use super::{Claimed, Job, JobError, LEASE_SECS};
-use crate::{app::AppState, purge, repositories, sync, workspaces};
-
-/// Wakes idle workers when a job is added (they also poll, for jobs of other processes).
-pub type Doorbell = Arc<Notify>;
+use crate::{
+    jobs::{Claimed, Job, JobError, LEASE_SECS},
+    purge, repositories,
+    state::AppState,
+    sync, workspaces,
+};
 
 /// Starts `count` workers; they stop when the returned handles are aborted.
 pub fn start(state: &AppState, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
@@ -67,11 +68,7 @@ async fn run_one(state: &AppState, claimed: Claimed, worker: usize) {
         }
         Err(JobError::Permanent(reason)) => {
             tracing::warn!(job = claimed.id, %reason, "job failed");
-            let last = Claimed {
-                attempts: i64::MAX,
-                ..claimed
-            };
-            state.queue.retry_or_fail(&last, &reason).await.map(|_| ())
+            state.queue.give_up(&claimed, &reason).await
         }
     };
     if let Err(e) = recorded {

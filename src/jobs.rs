@@ -5,14 +5,19 @@
 //! the same end state. On PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`, so several app
 //! processes share one queue; on SQLite the single UPDATE statement is atomic.
 
-pub mod worker;
-
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
-use crate::db::{Backend, Db, now};
+use crate::{
+    db::{Backend, Db, now},
+    ids::{RepoId, UserId, WorkspaceId},
+};
+
+/// Wakes idle workers when a job is added (they also poll, for jobs of other processes).
+pub type Doorbell = Arc<Notify>;
 
 /// How long a claim lasts without renewal.
 pub const LEASE_SECS: i64 = 60;
@@ -22,37 +27,63 @@ pub const LEASE_SECS: i64 = 60;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
     /// Re-read the user's workspaces from Bitbucket.
-    RefreshWorkspaces { user_id: i64 },
+    RefreshWorkspaces { user_id: UserId },
     /// Re-read one workspace's repositories from Bitbucket.
-    LoadRepositories { workspace_id: i64 },
+    LoadRepositories { workspace_id: WorkspaceId },
     /// Delete a workspace's repositories, files and rows (disconnect, lost access).
-    PurgeWorkspace { workspace_id: i64 },
+    PurgeWorkspace { workspace_id: WorkspaceId },
     /// Delete everything of a user.
-    PurgeUser { user_id: i64 },
+    PurgeUser { user_id: UserId },
     /// Fetch a selected repository and rebuild its shard when the main branch moved.
-    SyncRepository { repo_id: i64 },
+    SyncRepository { repo_id: RepoId },
+}
+
+/// What a job does, stored as text in the `kind` column and in dedupe keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    RefreshWorkspaces,
+    LoadRepositories,
+    PurgeWorkspace,
+    PurgeUser,
+    SyncRepository,
+}
+
+impl JobKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::RefreshWorkspaces => "refresh_workspaces",
+            JobKind::LoadRepositories => "load_repositories",
+            JobKind::PurgeWorkspace => "purge_workspace",
+            JobKind::PurgeUser => "purge_user",
+            JobKind::SyncRepository => "sync_repository",
+        }
+    }
+}
+
+/// The one spelling of a dedupe key: at most one queued job per key.
+pub fn dedupe_key(kind: JobKind, id: i64) -> String {
+    format!("{}:{id}", kind.as_str())
 }
 
 impl Job {
-    /// At most one queued job per key: asking twice does the work once.
-    fn dedupe_key(&self) -> String {
+    /// What the job does and for which row.
+    pub fn kind_and_id(&self) -> (JobKind, i64) {
         match self {
-            Job::RefreshWorkspaces { user_id } => format!("refresh_workspaces:{user_id}"),
-            Job::LoadRepositories { workspace_id } => format!("load_repositories:{workspace_id}"),
-            Job::PurgeWorkspace { workspace_id } => format!("purge_workspace:{workspace_id}"),
-            Job::PurgeUser { user_id } => format!("purge_user:{user_id}"),
-            Job::SyncRepository { repo_id } => format!("sync_repository:{repo_id}"),
+            Job::RefreshWorkspaces { user_id } => (JobKind::RefreshWorkspaces, user_id.get()),
+            Job::LoadRepositories { workspace_id } => {
+                (JobKind::LoadRepositories, workspace_id.get())
+            }
+            Job::PurgeWorkspace { workspace_id } => (JobKind::PurgeWorkspace, workspace_id.get()),
+            Job::PurgeUser { user_id } => (JobKind::PurgeUser, user_id.get()),
+            Job::SyncRepository { repo_id } => (JobKind::SyncRepository, repo_id.get()),
         }
     }
 
-    fn kind(&self) -> &'static str {
-        match self {
-            Job::RefreshWorkspaces { .. } => "refresh_workspaces",
-            Job::LoadRepositories { .. } => "load_repositories",
-            Job::PurgeWorkspace { .. } => "purge_workspace",
-            Job::PurgeUser { .. } => "purge_user",
-            Job::SyncRepository { .. } => "sync_repository",
-        }
+    /// At most one queued job per key: asking twice does the work once.
+    pub fn dedupe_key(&self) -> String {
+        let (kind, id) = self.kind_and_id();
+        dedupe_key(kind, id)
     }
 
     /// Purges must finish whatever happens; Bitbucket calls give up after a few tries.
@@ -106,7 +137,7 @@ impl Queue {
                run_after = excluded.run_after, last_error = NULL \
              WHERE jobs.state = 'failed'",
         )
-        .bind(job.kind())
+        .bind(job.kind_and_id().0.as_str())
         .bind(payload)
         .bind(job.dedupe_key())
         .bind(job.max_attempts())
@@ -196,6 +227,11 @@ impl Queue {
         .execute(&self.db.pool)
         .await?;
         Ok(false)
+    }
+
+    /// Fails a job for good (another attempt cannot help).
+    pub async fn give_up(&self, claimed: &Claimed, error: &str) -> Result<(), sqlx::Error> {
+        self.fail(claimed.id, error).await
     }
 
     async fn fail(&self, id: i64, error: &str) -> Result<(), sqlx::Error> {

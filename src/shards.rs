@@ -1,35 +1,41 @@
-//! A bounded cache of open shard readers, so a query does not reopen indexes.
+//! Open shard readers: the one place that opens a repository's index, with a bounded cache
+//! so a query does not reopen indexes.
 
 use std::{
     collections::HashMap,
-    path::Path,
     sync::{Arc, Mutex},
 };
 
-use crate::index::{IndexError, Shard};
+use crate::{
+    ids::RepoId,
+    index::{IndexError, Shard},
+    layout::Layout,
+};
 
 /// Open shards by repository id, least recently used evicted beyond `capacity`.
 pub struct ShardCache {
     capacity: usize,
+    layout: Layout,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
     clock: u64,
-    open: HashMap<i64, (Arc<Shard>, u64)>,
+    open: HashMap<RepoId, (Arc<Shard>, u64)>,
 }
 
 impl ShardCache {
-    pub fn new(capacity: usize) -> ShardCache {
+    pub fn new(layout: Layout, capacity: usize) -> ShardCache {
         ShardCache {
             capacity: capacity.max(1),
+            layout,
             inner: Mutex::new(Inner::default()),
         }
     }
 
     /// The open shard of a repository, opening it (blocking I/O) when not cached.
-    pub fn get(&self, repo_id: i64, dir: &Path) -> Result<Arc<Shard>, IndexError> {
+    pub fn get(&self, repo_id: RepoId) -> Result<Arc<Shard>, IndexError> {
         {
             let mut inner = self.lock();
             inner.clock += 1;
@@ -39,7 +45,7 @@ impl ShardCache {
                 return Ok(shard.clone());
             }
         }
-        let shard = Arc::new(Shard::open(dir)?);
+        let shard = Arc::new(Shard::open(&self.layout.shard_dir(repo_id))?);
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -59,11 +65,11 @@ impl ShardCache {
     }
 
     /// Drops a repository's reader (its shard was rebuilt or deleted).
-    pub fn forget(&self, repo_id: i64) {
+    pub fn forget(&self, repo_id: RepoId) {
         self.lock().open.remove(&repo_id);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

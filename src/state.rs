@@ -1,0 +1,100 @@
+//! `AppState`: everything a handler or job may need, and how it is built from the config.
+//!
+//! Low in the house: capabilities import it; it imports only the clients and stores below.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    auth::{crypto::SecretBox, oauth::OAuth, session_store::DbSessionStore, tokens::TokenKeeper},
+    bitbucket::{Bitbucket, RetryPolicy},
+    config::Config,
+    db::Db,
+    jobs::{Doorbell, Job, Queue},
+    layout::Layout,
+    shards::ShardCache,
+};
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub layout: Layout,
+    pub db: Db,
+    pub oauth: Option<OAuth>,
+    pub tokens: Arc<TokenKeeper>,
+    pub bitbucket: Arc<Bitbucket>,
+    pub sessions: DbSessionStore,
+    pub queue: Queue,
+    pub doorbell: Doorbell,
+    pub shards: Arc<ShardCache>,
+}
+
+/// Knobs tests turn; production uses the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tuning {
+    pub retry: Option<RetryPolicy>,
+    /// First delay before a failed job runs again (default 30 s).
+    pub job_retry_base: Option<Duration>,
+}
+
+impl AppState {
+    /// Prepares the data dir, connects and migrates the database, builds the clients.
+    pub async fn build(config: Config, tuning: Tuning) -> anyhow::Result<AppState> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+        })?;
+        let layout = Layout::new(config.data_dir.clone());
+        layout
+            .clear_tmp()
+            .map_err(|e| anyhow::anyhow!("cannot empty the data dir's tmp/: {e}"))?;
+        crate::git::set_timeouts(config.git_timeout);
+        let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)
+            .map_err(anyhow::Error::msg)?;
+        let db = Db::connect(&config.database_url).await?;
+        db.migrate().await?;
+
+        // Every outbound call has a timeout; none follows redirects (the token exchange
+        // must not, and API `next` links are followed by hand after an origin check).
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("codelayer/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(config.http_timeout)
+            .build()?;
+        let oauth = config
+            .bitbucket
+            .as_ref()
+            .map(|consumer| OAuth::new(&config, consumer, http.clone()));
+        let tokens = Arc::new(TokenKeeper::new(db.clone(), secrets, oauth.clone()));
+        let bitbucket = Arc::new(Bitbucket::new(
+            http,
+            config.api_url.clone(),
+            tokens.clone(),
+            config.api_requests_per_hour,
+            config.api_burst,
+            tuning.retry.unwrap_or_default(),
+        ));
+        Ok(AppState {
+            config: Arc::new(config),
+            sessions: DbSessionStore::new(db.clone()),
+            queue: Queue::new(
+                db.clone(),
+                tuning.job_retry_base.unwrap_or(Duration::from_secs(30)),
+            ),
+            doorbell: Doorbell::default(),
+            shards: Arc::new(ShardCache::new(layout.clone(), 1024)),
+            layout,
+            db,
+            oauth,
+            tokens,
+            bitbucket,
+        })
+    }
+
+    /// Queues a job and wakes an idle worker.
+    pub async fn enqueue(&self, job: &Job) -> Result<(), sqlx::Error> {
+        self.queue.enqueue(job).await?;
+        self.doorbell.notify_one();
+        Ok(())
+    }
+}

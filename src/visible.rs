@@ -1,0 +1,79 @@
+//! "The repositories this user may read": one query, used by the search page, the file view,
+//! the JSON API and MCP alike. A repository is readable when it is the user's, selected,
+//! indexed, in a linked and reachable workspace, and the user's Bitbucket connection is live.
+
+use crate::{
+    error::AppError,
+    ids::{RepoId, UserId},
+    state::AppState,
+};
+
+/// A repository whose shard the user may search.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Searchable {
+    pub id: RepoId,
+    pub workspace: String,
+    pub slug: String,
+    pub full_name: String,
+    pub indexed_commit: String,
+    pub html_url: String,
+}
+
+impl Searchable {
+    /// `<workspace>/<slug>`, how results and MCP name a repository.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.workspace, self.slug)
+    }
+}
+
+const READABLE: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.full_name, r.indexed_commit, r.html_url \
+     FROM repositories r \
+     JOIN workspaces w ON w.id = r.workspace_id AND w.user_id = $1 \
+     JOIN bitbucket_connections c ON c.user_id = $1 AND c.status = 'ok' \
+     JOIN users u ON u.id = $1 AND u.purging = 0 \
+     WHERE r.user_id = $1 AND r.selected = 1 AND r.indexed_commit IS NOT NULL \
+       AND w.linked = 1 AND w.reachable = 1 AND w.purging = 0";
+
+/// Every repository the user may read, chosen by user id before any query text is read.
+pub async fn readable(state: &AppState, user: UserId) -> Result<Vec<Searchable>, AppError> {
+    Ok(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{READABLE} ORDER BY r.id")))
+            .bind(user)
+            .fetch_all(&state.db.pool)
+            .await?,
+    )
+}
+
+/// One readable repository by the id a request named; anyone else's is "not found".
+pub async fn readable_by_id(
+    state: &AppState,
+    user: UserId,
+    repo_id: i64,
+) -> Result<Searchable, AppError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{READABLE} AND r.id = $2")))
+        .bind(user)
+        .bind(repo_id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// One readable repository by `<workspace>/<slug>` (case-insensitive), else "not found".
+pub async fn readable_by_name(
+    state: &AppState,
+    user: UserId,
+    name: &str,
+) -> Result<Searchable, AppError> {
+    let Some((workspace, slug)) = name.trim().split_once('/') else {
+        return Err(AppError::NotFound);
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{READABLE} AND lower(w.slug) = lower($2) AND lower(r.slug) = lower($3)"
+    )))
+    .bind(user)
+    .bind(workspace)
+    .bind(slug)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or(AppError::NotFound)
+}
