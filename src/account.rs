@@ -136,6 +136,18 @@ pub struct AccountPage {
 
 const NEW_TOKEN_KEY: &str = "new_token";
 
+/// A new token on its way to being shown once, encrypted for this user.
+#[derive(Serialize, Deserialize)]
+struct SealedToken {
+    id: i64,
+    name: String,
+    sealed: String,
+}
+
+fn new_token_context(user: UserId) -> String {
+    format!("new-api-token:{user}")
+}
+
 /// `GET /account`.
 pub async fn page(
     State(state): State<AppState>,
@@ -146,7 +158,15 @@ pub async fn page(
         .bind(user.id)
         .fetch_one(&state.db.pool)
         .await?;
-    let new_token: Option<NewToken> = session.remove(NEW_TOKEN_KEY).await.ok().flatten();
+    let sealed: Option<SealedToken> = session.remove(NEW_TOKEN_KEY).await.ok().flatten();
+    let new_token = sealed.and_then(|t| {
+        let token = state.secrets.open(&t.sealed, &new_token_context(user.id)).ok()?;
+        Some(NewToken {
+            id: t.id,
+            name: t.name,
+            token,
+        })
+    });
     Ok(AccountPage {
         display_name: user.display_name.clone(),
         nickname,
@@ -173,9 +193,15 @@ pub async fn create_form(
 ) -> Result<Redirect, AppError> {
     match create_token(&state, user.id, &form.name).await {
         Ok(token) => {
-            // Shown once on the next page view, then gone from the session too.
+            // Shown once on the next page view, then gone from the session too; sealed while
+            // it rests there, so the sessions table never holds a usable token.
+            let sealed = SealedToken {
+                id: token.id,
+                sealed: state.secrets.seal(&token.token, &new_token_context(user.id)),
+                name: token.name,
+            };
             session
-                .insert(NEW_TOKEN_KEY, token)
+                .insert(NEW_TOKEN_KEY, sealed)
                 .await
                 .map_err(|e| AppError::Internal(e.to_string()))?;
         }

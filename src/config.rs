@@ -26,6 +26,8 @@ pub struct Config {
     pub api_burst: u32,
     /// Number of background job workers.
     pub workers: usize,
+    /// How long a job's claim lasts without renewal (a dead process's job waits this long).
+    pub job_lease: Duration,
     /// How often selected repositories are fetched again.
     pub sync_interval: Duration,
     /// A git transfer with no data for this long fails.
@@ -35,6 +37,8 @@ pub struct Config {
     pub max_files: u64,
     pub max_file_bytes: u64,
     pub max_tree_depth: usize,
+    pub max_tree_entries: u64,
+    pub max_index_bytes: u64,
 }
 
 /// The registered Bitbucket OAuth consumer.
@@ -69,12 +73,15 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_API_REQUESTS_PER_HOUR", Some("900")),
     ("CODELAYER_API_BURST", Some("50")),
     ("CODELAYER_WORKERS", Some("2")),
+    ("CODELAYER_JOB_LEASE_SECS", Some("60")),
     ("CODELAYER_SYNC_INTERVAL_SECS", Some("3600")),
     ("CODELAYER_GIT_TIMEOUT_SECS", Some("60")),
     ("CODELAYER_MAX_REPO_BYTES", Some("2147483648")),
     ("CODELAYER_MAX_FILES", Some("200000")),
     ("CODELAYER_MAX_FILE_BYTES", Some("1048576")),
     ("CODELAYER_MAX_TREE_DEPTH", Some("64")),
+    ("CODELAYER_MAX_TREE_ENTRIES", Some("1000000")),
+    ("CODELAYER_MAX_INDEX_BYTES", Some("2147483648")),
     ("RUST_LOG", Some("info")),
 ];
 
@@ -182,12 +189,15 @@ impl Config {
             u32::try_from(number("CODELAYER_API_REQUESTS_PER_HOUR", 1)).unwrap_or(u32::MAX);
         let api_burst = u32::try_from(number("CODELAYER_API_BURST", 1)).unwrap_or(u32::MAX);
         let workers = usize::try_from(number("CODELAYER_WORKERS", 1)).unwrap_or(1);
+        let job_lease = Duration::from_secs(number("CODELAYER_JOB_LEASE_SECS", 3));
         let sync_interval = Duration::from_secs(number("CODELAYER_SYNC_INTERVAL_SECS", 60));
         let git_timeout = Duration::from_secs(number("CODELAYER_GIT_TIMEOUT_SECS", 1));
         let max_repo_bytes = number("CODELAYER_MAX_REPO_BYTES", 1024);
         let max_files = number("CODELAYER_MAX_FILES", 1);
         let max_file_bytes = number("CODELAYER_MAX_FILE_BYTES", 1);
         let max_tree_depth = usize::try_from(number("CODELAYER_MAX_TREE_DEPTH", 1)).unwrap_or(64);
+        let max_tree_entries = number("CODELAYER_MAX_TREE_ENTRIES", 1);
+        let max_index_bytes = number("CODELAYER_MAX_INDEX_BYTES", 1);
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -206,12 +216,15 @@ impl Config {
             api_requests_per_hour,
             api_burst,
             workers,
+            job_lease,
             sync_interval,
             git_timeout,
             max_repo_bytes,
             max_files,
             max_file_bytes,
             max_tree_depth,
+            max_tree_entries,
+            max_index_bytes,
         })
     }
 
@@ -231,6 +244,8 @@ impl Config {
             max_file_bytes: self.max_file_bytes,
             max_files: self.max_files,
             max_tree_depth: self.max_tree_depth,
+            max_tree_entries: self.max_tree_entries,
+            max_total_bytes: self.max_index_bytes,
         }
     }
 

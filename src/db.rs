@@ -82,13 +82,25 @@ impl Db {
 
     /// After deleting a user's data: push SQLite's WAL into the main file and truncate it,
     /// so deleted pages (zeroed by secure_delete) are the only copy left.
+    ///
+    /// A reader holding an old snapshot makes the checkpoint report "busy" and leave the
+    /// WAL as it was; it is tried again until it truncates (or the caller's job retries).
     pub async fn checkpoint(&self) -> Result<(), sqlx::Error> {
-        if self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await?;
+        if self.backend != Backend::Sqlite {
+            return Ok(());
         }
-        Ok(())
+        for attempt in 0..100u64 {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20 * (attempt + 1).min(10))).await;
+        }
+        Err(sqlx::Error::Protocol(
+            "the WAL checkpoint stayed busy; it will be tried again".into(),
+        ))
     }
 }
 

@@ -19,7 +19,7 @@ use crate::{
 /// Wakes idle workers when a job is added (they also poll, for jobs of other processes).
 pub type Doorbell = Arc<Notify>;
 
-/// How long a claim lasts without renewal.
+/// How long a claim lasts without renewal, unless configured otherwise.
 pub const LEASE_SECS: i64 = 60;
 
 /// What a job asks for; stored as JSON in `payload`.
@@ -90,6 +90,8 @@ impl Job {
     fn max_attempts(&self) -> i64 {
         match self {
             Job::PurgeWorkspace { .. } | Job::PurgeUser { .. } => 1000,
+            // A build that kills the process (out of memory, say) must not do so for ever.
+            Job::SyncRepository { .. } => 3,
             _ => 4,
         }
     }
@@ -113,17 +115,66 @@ pub struct Claimed {
     max_attempts: i64,
 }
 
+/// A job whose every attempt died with its process: failed without running again.
+#[derive(Debug)]
+pub struct Abandoned {
+    pub job: Job,
+    pub reason: String,
+}
+
 /// The queue's operations.
 #[derive(Clone, Debug)]
 pub struct Queue {
     db: Db,
     /// First retry delay; doubles with every attempt (with jitter).
     pub retry_base: Duration,
+    /// How long a claim lasts without renewal.
+    pub lease_secs: i64,
 }
 
 impl Queue {
-    pub fn new(db: Db, retry_base: Duration) -> Queue {
-        Queue { db, retry_base }
+    pub fn new(db: Db, retry_base: Duration, lease_secs: i64) -> Queue {
+        Queue {
+            db,
+            retry_base,
+            lease_secs: lease_secs.max(1),
+        }
+    }
+
+    /// Fails the jobs whose lease ran out on their last attempt: their process died while
+    /// running them (a crash, an abort on memory), and claiming them again could only repeat
+    /// that. A job whose process died earlier is claimed again, and that counts as a try.
+    pub async fn fail_abandoned(&self) -> Result<Vec<Abandoned>, sqlx::Error> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT id, payload, attempts FROM jobs \
+             WHERE state = 'running' AND lease_until < $1 AND attempts >= max_attempts",
+        )
+        .bind(now())
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut abandoned = Vec::new();
+        for (id, payload, attempts) in rows {
+            let reason = format!(
+                "stopped after {attempts} {}: the last run did not finish",
+                if attempts == 1 { "try" } else { "tries" }
+            );
+            let failed = sqlx::query(
+                "UPDATE jobs SET state = 'failed', lease_until = 0, last_error = $2 \
+                 WHERE id = $1 AND state = 'running' AND lease_until < $3",
+            )
+            .bind(id)
+            .bind(&reason)
+            .bind(now())
+            .execute(&self.db.pool)
+            .await?;
+            // Another process may have failed it first; only the one that did reports it.
+            if failed.rows_affected() == 1
+                && let Ok(job) = serde_json::from_str(&payload)
+            {
+                abandoned.push(Abandoned { job, reason });
+            }
+        }
+        Ok(abandoned)
     }
 
     /// Adds a job unless the same one is already waiting.
@@ -162,7 +213,7 @@ impl Queue {
         );
         let at = now();
         let row: Option<(i64, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(at + LEASE_SECS)
+            .bind(at + self.lease_secs)
             .bind(at)
             .fetch_optional(&self.db.pool)
             .await?;
@@ -187,7 +238,7 @@ impl Queue {
     pub async fn renew(&self, id: i64) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE jobs SET lease_until = $2 WHERE id = $1 AND state = 'running'")
             .bind(id)
-            .bind(now() + LEASE_SECS)
+            .bind(now() + self.lease_secs)
             .execute(&self.db.pool)
             .await?;
         Ok(())

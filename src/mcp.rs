@@ -368,8 +368,17 @@ impl CodeTools {
     ) -> Result<T, String> {
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            let result = state.shards.get(repo_id).and_then(|shard| call(&shard));
-            result.map_err(|e| {
+            let shard = match state.shards.get(repo_id) {
+                Ok(shard) => shard,
+                Err(crate::shards::ShardError::Retired) => {
+                    return Err("not found: the repository is being deleted".to_owned());
+                }
+                Err(crate::shards::ShardError::Index(e)) => {
+                    tracing::error!(error = %search::index_fault(&state, repo_id, &e), "MCP tool could not open an index");
+                    return Err("the index could not be read; try again".to_owned());
+                }
+            };
+            call(&shard).map_err(|e| {
                 let fault = search::index_fault(&state, repo_id, &e);
                 tracing::error!(error = %fault, "MCP tool could not read an index");
                 "the index could not be read; try again".to_owned()

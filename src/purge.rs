@@ -15,20 +15,31 @@ use crate::{
     state::AppState,
 };
 
+/// How long a purge waits for searches that still read a shard before it tries again later.
+const READER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Removes every file of one repository (clone, shard, builds in progress), then its row.
-pub async fn repository(state: &AppState, repo_id: RepoId) -> Result<(), std::io::Error> {
-    state.shards.forget(repo_id);
-    remove_repository_files(&state.layout, repo_id).await?;
-    sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND state <> 'running'")
-        .bind(dedupe_key(JobKind::SyncRepository, repo_id.get()))
+/// A build of it that is running is waited for (the job is retried), so nothing recreates
+/// the files afterwards; deselecting it first keeps new builds from starting.
+pub async fn repository(state: &AppState, repo_id: RepoId) -> Result<(), JobError> {
+    sqlx::query("UPDATE repositories SET selected = 0 WHERE id = $1")
+        .bind(repo_id)
         .execute(&state.db.pool)
         .await
-        .map_err(std::io::Error::other)?;
+        .map_err(retry)?;
+    let sync_key = dedupe_key(JobKind::SyncRepository, repo_id.get());
+    sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND state <> 'running'")
+        .bind(&sync_key)
+        .execute(&state.db.pool)
+        .await
+        .map_err(retry)?;
+    wait_for_running_work(state, std::iter::once(sync_key)).await?;
+    remove_repository_files(state, repo_id).await?;
     sqlx::query("DELETE FROM repositories WHERE id = $1")
         .bind(repo_id)
         .execute(&state.db.pool)
         .await
-        .map_err(std::io::Error::other)?;
+        .map_err(retry)?;
     Ok(())
 }
 
@@ -49,7 +60,7 @@ pub async fn workspace(state: &AppState, workspace_id: WorkspaceId) -> Result<()
     )
     .await?;
     for repo_id in repos {
-        repository(state, repo_id).await.map_err(retry)?;
+        repository(state, repo_id).await?;
     }
     sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND state <> 'running'")
         .bind(dedupe_key(JobKind::LoadRepositories, workspace_id.get()))
@@ -92,10 +103,7 @@ pub async fn user(state: &AppState, user_id: UserId) -> Result<(), JobError> {
     )
     .await?;
     for repo_id in &repos {
-        state.shards.forget(*repo_id);
-        remove_repository_files(&state.layout, *repo_id)
-            .await
-            .map_err(retry)?;
+        remove_repository_files(state, *repo_id).await?;
     }
     let mut tx = state.db.pool.begin().await.map_err(retry)?;
     for key in [dedupe_key(JobKind::RefreshWorkspaces, user_id.get())]
@@ -159,8 +167,15 @@ async fn wait_for_running_work(
     Ok(())
 }
 
-async fn remove_repository_files(layout: &Layout, repo_id: RepoId) -> Result<(), std::io::Error> {
-    let layout = layout.clone();
+/// Closes the repository's shard readers (waiting for searches that hold one), then deletes
+/// its clone, shard and builds in progress: a deleted file that is still open keeps its bytes.
+async fn remove_repository_files(state: &AppState, repo_id: RepoId) -> Result<(), JobError> {
+    if !state.shards.retire(repo_id, READER_PATIENCE).await {
+        return Err(JobError::Retry(format!(
+            "a search still reads the index of repository {repo_id}"
+        )));
+    }
+    let layout = state.layout.clone();
     tokio::task::spawn_blocking(move || {
         remove_dir(&layout.clone_dir(repo_id))?;
         remove_dir(&layout.shard_dir(repo_id))?;
@@ -171,10 +186,11 @@ async fn remove_repository_files(layout: &Layout, repo_id: RepoId) -> Result<(),
                 }
             }
         }
-        Ok(())
+        Ok::<(), std::io::Error>(())
     })
     .await
-    .map_err(std::io::Error::other)?
+    .map_err(retry)?
+    .map_err(retry)
 }
 
 /// Removes a directory tree; one already gone is fine (the step may be running again).

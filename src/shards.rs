@@ -2,8 +2,9 @@
 //! so a query does not reopen indexes.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, Weak},
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -23,6 +24,20 @@ pub struct ShardCache {
 struct Inner {
     clock: u64,
     open: HashMap<RepoId, (Arc<Shard>, u64)>,
+    /// Every reader handed out, cached or not, to tell whether a search still holds one.
+    lent: HashMap<RepoId, Vec<Weak<Shard>>>,
+    /// Repositories being purged: their shards are not opened again.
+    retired: HashSet<RepoId>,
+}
+
+/// Why a shard cannot be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The repository is being deleted.
+    #[error("the repository is being deleted")]
+    Retired,
+    #[error(transparent)]
+    Index(#[from] IndexError),
 }
 
 impl ShardCache {
@@ -35,9 +50,12 @@ impl ShardCache {
     }
 
     /// The open shard of a repository, opening it (blocking I/O) when not cached.
-    pub fn get(&self, repo_id: RepoId) -> Result<Arc<Shard>, IndexError> {
+    pub fn get(&self, repo_id: RepoId) -> Result<Arc<Shard>, ShardError> {
         {
             let mut inner = self.lock();
+            if inner.retired.contains(&repo_id) {
+                return Err(ShardError::Retired);
+            }
             inner.clock += 1;
             let now = inner.clock;
             if let Some((shard, used)) = inner.open.get_mut(&repo_id) {
@@ -47,6 +65,13 @@ impl ShardCache {
         }
         let shard = Arc::new(Shard::open(&self.layout.shard_dir(repo_id))?);
         let mut inner = self.lock();
+        // Retired while it was being opened: the purge must not find it held.
+        if inner.retired.contains(&repo_id) {
+            return Err(ShardError::Retired);
+        }
+        let lent = inner.lent.entry(repo_id).or_default();
+        lent.retain(|w| w.strong_count() > 0);
+        lent.push(Arc::downgrade(&shard));
         inner.clock += 1;
         let now = inner.clock;
         inner.open.insert(repo_id, (shard.clone(), now));
@@ -64,9 +89,43 @@ impl ShardCache {
         Ok(shard)
     }
 
-    /// Drops a repository's reader (its shard was rebuilt or deleted).
+    /// Drops a repository's cached reader: a new shard was installed in its place (which
+    /// also ends a retirement: the id is in use again).
     pub fn forget(&self, repo_id: RepoId) {
-        self.lock().open.remove(&repo_id);
+        let mut inner = self.lock();
+        inner.open.remove(&repo_id);
+        inner.retired.remove(&repo_id);
+    }
+
+    /// Before a repository's files are deleted: no reader is opened for it any more, and this
+    /// waits (up to `patience`) until searches still holding one have let go, so no deleted
+    /// file stays open. Returns false if one was still held when patience ran out.
+    pub async fn retire(&self, repo_id: RepoId, patience: Duration) -> bool {
+        {
+            let mut inner = self.lock();
+            inner.retired.insert(repo_id);
+            inner.open.remove(&repo_id);
+        }
+        let started = Instant::now();
+        loop {
+            let held = {
+                let mut inner = self.lock();
+                let lent = inner.lent.entry(repo_id).or_default();
+                lent.retain(|w| w.strong_count() > 0);
+                let held = !lent.is_empty();
+                if !held {
+                    inner.lent.remove(&repo_id);
+                }
+                held
+            };
+            if !held {
+                return true;
+            }
+            if started.elapsed() >= patience {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -21,6 +21,8 @@ pub struct AppState {
     pub layout: Layout,
     pub db: Db,
     pub oauth: Option<OAuth>,
+    /// Seals secrets that must rest anywhere (tokens in the database, in a session).
+    pub secrets: SecretBox,
     pub tokens: Arc<TokenKeeper>,
     pub bitbucket: Arc<Bitbucket>,
     pub sessions: DbSessionStore,
@@ -40,9 +42,17 @@ pub struct Tuning {
 impl AppState {
     /// Prepares the data dir, connects and migrates the database, builds the clients.
     pub async fn build(config: Config, tuning: Tuning) -> anyhow::Result<AppState> {
+        // Everything codelayer writes is its own: files 0600, directories 0700, whatever the
+        // umask it was started with (SQLite, git and tantivy create files with default modes).
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
         })?;
+        std::fs::set_permissions(
+            &config.data_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot make the data dir private: {e}"))?;
         let layout = Layout::new(config.data_dir.clone());
         layout
             .clear_tmp()
@@ -65,7 +75,7 @@ impl AppState {
             .bitbucket
             .as_ref()
             .map(|consumer| OAuth::new(&config, consumer, http.clone()));
-        let tokens = Arc::new(TokenKeeper::new(db.clone(), secrets, oauth.clone()));
+        let tokens = Arc::new(TokenKeeper::new(db.clone(), secrets.clone(), oauth.clone()));
         let bitbucket = Arc::new(Bitbucket::new(
             http,
             config.api_url.clone(),
@@ -74,18 +84,22 @@ impl AppState {
             config.api_burst,
             tuning.retry.unwrap_or_default(),
         ));
+        let lease_secs =
+            i64::try_from(config.job_lease.as_secs()).unwrap_or(crate::jobs::LEASE_SECS);
         Ok(AppState {
             config: Arc::new(config),
             sessions: DbSessionStore::new(db.clone()),
             queue: Queue::new(
                 db.clone(),
                 tuning.job_retry_base.unwrap_or(Duration::from_secs(30)),
+                lease_secs,
             ),
             doorbell: Doorbell::default(),
             shards: Arc::new(ShardCache::new(layout.clone(), 1024)),
             layout,
             db,
             oauth,
+            secrets,
             tokens,
             bitbucket,
         })

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use tantivy::{IndexBuilder, SingleSegmentIndexWriter, TantivyDocument};
 use super::content::{BuildDirectory, ContentWriter, encode, sync_dir};
 use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR};
 use super::tokens::TrigramSet;
-use super::{BuildStats, IndexError, Limits, language_of};
+use super::{BuildStats, IndexError, Limits, MAX_PATH_BYTES, language_of};
 
 /// Threads reading and preparing blobs while the calling thread indexes.
 const WORKERS: usize = 2;
@@ -45,6 +45,8 @@ enum Prepared {
     },
     Binary,
     Large,
+    /// Left out: the build had read `Limits::max_total_bytes` already.
+    OverBudget,
 }
 
 /// Builds a shard for `commit` of the bare repository at `git_dir` into `out_dir` (a fresh,
@@ -82,12 +84,19 @@ pub fn build_shard(
     let total = entries.len() as u64;
     progress(0, total);
     let next = AtomicUsize::new(0);
+    let bytes_read = AtomicU64::new(0);
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel(4 * WORKERS);
         for _ in 0..WORKERS {
             let tx = tx.clone();
-            let (entries, next) = (&entries, &next);
-            scope.spawn(move || prepare_entries(git_dir, entries, next, limits, tx));
+            let reader = Reader {
+                git_dir,
+                entries: &entries,
+                next: &next,
+                bytes_read: &bytes_read,
+                limits,
+            };
+            scope.spawn(move || reader.run(tx));
         }
         drop(tx);
         let mut done = 0u64;
@@ -95,6 +104,7 @@ pub fn build_shard(
             match prepared? {
                 Prepared::Binary => stats.skipped_binary += 1,
                 Prepared::Large => stats.skipped_large += 1,
+                Prepared::OverBudget => stats.skipped_over_byte_limit += 1,
                 Prepared::Doc {
                     path,
                     lang,
@@ -149,6 +159,10 @@ fn finalize(
 }
 
 /// Lists the file entries of `tree`, breadth first, counting what the limits leave out.
+///
+/// Every entry visited counts against `max_tree_entries` (directories too, so identical
+/// subtrees cannot multiply without end), and the paths held are bounded by the file and
+/// entry limits and `MAX_PATH_BYTES`.
 fn walk(
     repo: &Repository,
     tree: &git2::Tree<'_>,
@@ -156,10 +170,20 @@ fn walk(
     stats: &mut BuildStats,
 ) -> Result<Vec<Entry>, IndexError> {
     let mut files = Vec::new();
+    let mut visited = 0u64;
     let mut queue = VecDeque::from([(tree.id(), String::new(), 0usize)]);
     while let Some((tree, prefix, depth)) = queue.pop_front() {
         for entry in &repo.find_tree(tree)? {
+            visited += 1;
+            if visited > limits.max_tree_entries {
+                stats.stopped_at_entries = Some(limits.max_tree_entries);
+                return Ok(files);
+            }
             let name = String::from_utf8_lossy(entry.name_bytes());
+            if prefix.len() + 1 + name.len() > MAX_PATH_BYTES {
+                stats.skipped_long_path += 1;
+                continue;
+            }
             let path = if prefix.is_empty() {
                 name.into_owned()
             } else {
@@ -183,70 +207,83 @@ fn walk(
     Ok(files)
 }
 
-/// Worker: takes entries by index from `next` until none are left or the receiver is gone.
-fn prepare_entries(
-    git_dir: &Path,
-    entries: &[Entry],
-    next: &AtomicUsize,
-    limits: &Limits,
-    tx: mpsc::SyncSender<Result<Prepared, IndexError>>,
-) {
-    let repo = match Repository::open(git_dir) {
-        Ok(repo) => repo,
-        Err(e) => {
-            let _ = tx.send(Err(e.into()));
-            return;
-        }
-    };
-    let odb = match repo.odb() {
-        Ok(odb) => odb,
-        Err(e) => {
-            let _ = tx.send(Err(e.into()));
-            return;
-        }
-    };
-    let mut trigrams = TrigramSet::new();
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(entry) = entries.get(i) else { return };
-        let prepared = prepare(&odb, entry, limits, &mut trigrams);
-        let failed = prepared.is_err();
-        if tx.send(prepared).is_err() || failed {
-            return;
-        }
-    }
+/// A worker's share of a build: takes entries by index from `next` until none are left or
+/// the receiver is gone; all workers count the bytes they read against one budget.
+struct Reader<'a> {
+    git_dir: &'a Path,
+    entries: &'a [Entry],
+    next: &'a AtomicUsize,
+    bytes_read: &'a AtomicU64,
+    limits: &'a Limits,
 }
 
-/// Reads one blob and turns it into a document, or says why it is skipped.
-fn prepare(
-    odb: &git2::Odb<'_>,
-    entry: &Entry,
-    limits: &Limits,
-    trigrams: &mut TrigramSet,
-) -> Result<Prepared, IndexError> {
-    let (size, _) = odb.read_header(entry.oid)?;
-    if size as u64 > limits.max_file_bytes {
-        return Ok(Prepared::Large);
+impl Reader<'_> {
+    fn run(self, tx: mpsc::SyncSender<Result<Prepared, IndexError>>) {
+        let repo = match Repository::open(self.git_dir) {
+            Ok(repo) => repo,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return;
+            }
+        };
+        let odb = match repo.odb() {
+            Ok(odb) => odb,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return;
+            }
+        };
+        let mut trigrams = TrigramSet::new();
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(entry) = self.entries.get(i) else {
+                return;
+            };
+            let prepared = self.prepare(&odb, entry, &mut trigrams);
+            let failed = prepared.is_err();
+            if tx.send(prepared).is_err() || failed {
+                return;
+            }
+        }
     }
-    let object = odb.read(entry.oid)?;
-    let data = object.data();
-    if memchr::memchr(0, &data[..data.len().min(BINARY_PROBE)]).is_some() {
-        return Ok(Prepared::Binary);
+
+    /// Reads one blob and turns it into a document, or says why it is skipped. The size
+    /// comes from the object header first, so a skipped blob is never inflated.
+    fn prepare(
+        &self,
+        odb: &git2::Odb<'_>,
+        entry: &Entry,
+        trigrams: &mut TrigramSet,
+    ) -> Result<Prepared, IndexError> {
+        let (size, _) = odb.read_header(entry.oid)?;
+        let size = size as u64;
+        if size > self.limits.max_file_bytes {
+            return Ok(Prepared::Large);
+        }
+        let before = self.bytes_read.fetch_add(size, Ordering::Relaxed);
+        if before + size > self.limits.max_total_bytes {
+            return Ok(Prepared::OverBudget);
+        }
+        let object = odb.read(entry.oid)?;
+        let data = object.data();
+        if memchr::memchr(0, &data[..data.len().min(BINARY_PROBE)]).is_some() {
+            return Ok(Prepared::Binary);
+        }
+        let raw = data.to_vec();
+        drop(object);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        Ok(Prepared::Doc {
+            path: entry.path.clone(),
+            lang: if entry.symlink {
+                ""
+            } else {
+                language_of(&entry.path)
+            },
+            size: raw.len() as u64,
+            trigrams: trigrams.distinct(&raw),
+            stored: encode(raw),
+            text,
+            symlink: entry.symlink,
+        })
     }
-    let raw = data.to_vec();
-    drop(object);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    Ok(Prepared::Doc {
-        path: entry.path.clone(),
-        lang: if entry.symlink {
-            ""
-        } else {
-            language_of(&entry.path)
-        },
-        size: raw.len() as u64,
-        trigrams: trigrams.distinct(&raw),
-        stored: encode(raw),
-        text,
-        symlink: entry.symlink,
-    })
 }

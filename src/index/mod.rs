@@ -41,7 +41,15 @@ pub struct Limits {
     pub max_files: u64,
     /// Entries nested deeper than this many directories are skipped.
     pub max_tree_depth: usize,
+    /// The walk visits at most this many tree entries (directories, files, links, submodules)
+    /// and then stops: a "tree bomb" of identical subtrees cannot make it run without end.
+    pub max_tree_entries: u64,
+    /// At most this many bytes of file content are read in one build; later files are skipped.
+    pub max_total_bytes: u64,
 }
+
+/// Paths longer than this are skipped (git allows any length; the walk holds every path).
+pub const MAX_PATH_BYTES: usize = 4096;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -49,12 +57,15 @@ impl Default for Limits {
             max_file_bytes: 1 << 20,
             max_files: 200_000,
             max_tree_depth: 64,
+            max_tree_entries: 1_000_000,
+            max_total_bytes: 2 << 30,
         }
     }
 }
 
 /// What a build indexed and what it skipped on purpose.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BuildStats {
     /// Documents in the shard (text files and symlinks).
     pub files: u64,
@@ -68,6 +79,12 @@ pub struct BuildStats {
     pub skipped_too_deep: u64,
     /// File entries beyond `Limits::max_files`.
     pub skipped_over_file_limit: u64,
+    /// Files left out because `Limits::max_total_bytes` had been read.
+    pub skipped_over_byte_limit: u64,
+    /// Entries whose path is longer than `MAX_PATH_BYTES`.
+    pub skipped_long_path: u64,
+    /// The walk stopped at `Limits::max_tree_entries`: the rest of the tree was not looked at.
+    pub stopped_at_entries: Option<u64>,
     /// Symlinks, indexed as a tiny file holding the link target (never followed).
     pub symlinks: u64,
     /// Submodules (commits inside the tree), skipped.

@@ -69,9 +69,7 @@ pub async fn run(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobE
                 %repo_id,
                 "repository gone from Bitbucket; purging it"
             );
-            purge::repository(state, repo_id)
-                .await
-                .map_err(|e| JobError::Retry(e.to_string()))?;
+            purge::repository(state, repo_id).await?;
             purged = true;
         }
     }

@@ -68,18 +68,26 @@ impl RepositoryView {
         let Ok(stats) = serde_json::from_str::<crate::index::BuildStats>(&self.skipped) else {
             return String::new();
         };
-        [
+        let mut parts: Vec<String> = [
             (stats.skipped_binary, "binary"),
             (stats.skipped_large, "too large"),
             (stats.skipped_too_deep, "too deep"),
+            (stats.skipped_long_path, "with too long a path"),
             (stats.skipped_over_file_limit, "over the file limit"),
+            (stats.skipped_over_byte_limit, "over the byte limit"),
             (stats.submodules, "submodules"),
         ]
         .iter()
         .filter(|(n, _)| *n > 0)
         .map(|(n, what)| format!("{n} {what}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+        if let Some(cap) = stats.stopped_at_entries {
+            parts.push(format!(
+                "the tree has more than {} entries, the rest was not read",
+                group_thousands(cap)
+            ));
+        }
+        parts.join(", ")
     }
 
     /// What the state column says: "ready · abc1234 · 12 files · 1.2 MB · 2026-…".
@@ -113,6 +121,19 @@ const LISTED: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.name, r.full_n
        r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped \
      FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
      WHERE r.user_id = $1 AND w.user_id = $1 AND w.purging = 0 AND w.linked = 1";
+
+/// 1000000 → "1,000,000".
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// The user's repositories in Active workspaces (Inactive ones have none: they are purged).
 pub async fn list_for_user(

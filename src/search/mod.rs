@@ -13,6 +13,7 @@ use crate::{
     error::AppError,
     ids::{RepoId, UserId},
     index::{FileMatch, PreparedQuery, ShardResult},
+    shards::ShardError,
     state::AppState,
     visible::{self, Searchable},
 };
@@ -197,14 +198,16 @@ async fn search_shards(
         tasks.push(tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(chunk.len());
             for repo in chunk {
-                let result = state
-                    .shards
-                    .get(repo.id)
-                    .and_then(|shard| shard.search_prepared(&query))
-                    .map_err(|e| match e {
-                        crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
-                        other => index_fault(&state, repo.id, &other),
-                    })?;
+                let shard = match state.shards.get(repo.id) {
+                    Ok(shard) => shard,
+                    // Being deleted this moment: it leaves the results like it leaves the list.
+                    Err(ShardError::Retired) => continue,
+                    Err(ShardError::Index(e)) => return Err(index_fault(&state, repo.id, &e)),
+                };
+                let result = shard.search_prepared(&query).map_err(|e| match e {
+                    crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
+                    other => index_fault(&state, repo.id, &other),
+                })?;
                 out.push((repo, result));
             }
             Ok::<_, SearchError>(out)

@@ -211,10 +211,12 @@ pub async fn blob(
         let state = state.clone();
         let wanted = path.clone();
         tokio::task::spawn_blocking(move || {
-            state
-                .shards
-                .get(repo_id)
-                .and_then(|shard| shard.read_file(&wanted))
+            let shard = state.shards.get(repo_id).map_err(|e| match e {
+                crate::shards::ShardError::Retired => AppError::NotFound,
+                crate::shards::ShardError::Index(e) => index_fault(&state, repo_id, &e).into(),
+            })?;
+            shard
+                .read_file(&wanted)
                 .map_err(|e| AppError::from(index_fault(&state, repo_id, &e)))
         })
         .await

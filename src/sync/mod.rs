@@ -100,19 +100,21 @@ pub async fn run(state: &AppState, repo_id: RepoId) -> Result<(), JobError> {
         Ok(()) => Ok(()),
         Err(reason) => {
             tracing::warn!(%repo_id, %reason, "knowledge layer build failed");
-            set_state(state, repo_id, RepoState::Failed, "")
-                .await
-                .map_err(db)?;
-            sqlx::query("UPDATE repositories SET error = $2 WHERE id = $1")
-                .bind(repo_id)
-                .bind(&reason)
-                .execute(&state.db.pool)
-                .await
-                .map_err(db)?;
-            // The user sees the reason and a Retry button; the schedule tries again later.
+            // The worker records the failure on the row: the user sees the reason and Retry.
             Err(JobError::Permanent(reason))
         }
     }
+}
+
+/// Shows a build's failure on the repository row, with the reason (the page offers Retry).
+pub async fn mark_failed(state: &AppState, repo_id: RepoId, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE repositories SET state = $2, progress = '', error = $3 WHERE id = $1")
+        .bind(repo_id)
+        .bind(RepoState::Failed.as_str())
+        .bind(reason)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
 }
 
 async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(), String> {

@@ -195,6 +195,20 @@ pub async fn start_purge(
     state.enqueue(&Job::PurgeWorkspace { workspace_id }).await
 }
 
+/// Shows why loading a workspace's repositories failed for good.
+pub async fn record_load_error(
+    state: &AppState,
+    workspace_id: WorkspaceId,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE workspaces SET load_error = $2 WHERE id = $1")
+        .bind(workspace_id)
+        .bind(reason)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
+}
+
 /// Links a reachable workspace and starts loading its repositories.
 async fn link(
     state: &AppState,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use git2::{Oid, Repository, Signature};
 use tempfile::TempDir;
 
-use super::{BuildStats, IndexError, Limits, Shard, build_shard};
+use super::{BuildStats, IndexError, Limits, MAX_PATH_BYTES, Shard, build_shard};
 
 const FILE: i32 = 0o100644;
 const EXEC: i32 = 0o100755;
@@ -338,6 +338,71 @@ fn limits_on_depth_and_file_count() -> Result<(), IndexError> {
     assert_eq!(built.stats.files, 5);
     assert!(built.stats.skipped_over_file_limit > 200);
     assert_eq!(built.shard.list_files()?.len(), 5);
+    Ok(())
+}
+
+/// Ten levels of ten identical subtrees, a file on every level: a few kilobytes of git,
+/// more than 10^10 files.
+fn tree_bomb(repo: &Repository) -> Result<Oid, git2::Error> {
+    let blob = repo.blob(b"bomb\n")?;
+    let mut leaf = repo.treebuilder(None)?;
+    leaf.insert("f.txt", blob, FILE)?;
+    let mut tree = leaf.write()?;
+    for _ in 0..10 {
+        let mut level = repo.treebuilder(None)?;
+        level.insert("f.txt", blob, FILE)?;
+        for i in 0..10 {
+            level.insert(format!("d{i}"), tree, DIR)?;
+        }
+        tree = level.write()?;
+    }
+    Ok(tree)
+}
+
+#[test]
+fn a_tree_bomb_stops_at_the_entry_limit() -> Result<(), IndexError> {
+    let dir = TempDir::new()?;
+    let repo = Repository::init_bare(dir.path())?;
+    let sig = Signature::now("Test", "test@example.com")?;
+    let tree = repo.find_tree(tree_bomb(&repo)?)?;
+    let commit = repo.commit(Some("HEAD"), &sig, &sig, "bomb", &tree, &[])?;
+    let limits = Limits {
+        max_tree_entries: 50_000,
+        max_files: 1_000,
+        ..Limits::default()
+    };
+    let out = TempDir::new()?;
+    let started = std::time::Instant::now();
+    let stats = build_shard(dir.path(), commit, &out.path().join("s"), &limits, &|_, _| {})?;
+    assert_eq!(stats.stopped_at_entries, Some(50_000), "{stats:?}");
+    assert_eq!(stats.files, 1_000);
+    assert!(stats.skipped_over_file_limit > 0, "{stats:?}");
+    // Bounded work: the walk stopped, it did not try 10^10 entries.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let shard = Shard::open(&out.path().join("s"))?;
+    assert_eq!(shard.search(&search::words(&["bomb"]))?.total_files, 1_000);
+    Ok(())
+}
+
+#[test]
+fn the_byte_budget_and_path_length_are_limits() -> Result<(), IndexError> {
+    let long = "x".repeat(MAX_PATH_BYTES + 1);
+    let long: &'static str = Box::leak(long.into_boxed_str());
+    let nodes = vec![
+        Node::Blob("a.txt", FILE, vec![b'a'; 1000]),
+        Node::Blob("b.txt", FILE, vec![b'b'; 1000]),
+        Node::Blob("c.txt", FILE, vec![b'c'; 1000]),
+        Node::Blob(long, FILE, text("never")),
+    ];
+    let limits = Limits {
+        max_total_bytes: 2_500,
+        ..Limits::default()
+    };
+    let built = build(&nodes, &limits)?;
+    assert_eq!(built.stats.files, 2, "{:?}", built.stats);
+    assert_eq!(built.stats.skipped_over_byte_limit, 1);
+    assert_eq!(built.stats.skipped_long_path, 1);
+    assert!(built.stats.bytes <= 2_500);
     Ok(())
 }
 
