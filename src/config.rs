@@ -39,6 +39,11 @@ pub struct Config {
     pub max_tree_depth: usize,
     pub max_tree_entries: u64,
     pub max_index_bytes: u64,
+    /// A search stops here and answers with what it has, marked partial.
+    pub search_deadline: Duration,
+    /// Searches that run at once, in all and per user.
+    pub search_concurrency: usize,
+    pub search_per_user: usize,
 }
 
 /// The registered Bitbucket OAuth consumer.
@@ -82,6 +87,9 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_MAX_TREE_DEPTH", Some("64")),
     ("CODELAYER_MAX_TREE_ENTRIES", Some("1000000")),
     ("CODELAYER_MAX_INDEX_BYTES", Some("2147483648")),
+    ("CODELAYER_SEARCH_DEADLINE_MS", Some("10000")),
+    ("CODELAYER_SEARCH_CONCURRENCY", Some("4")),
+    ("CODELAYER_SEARCH_PER_USER", Some("2")),
     ("RUST_LOG", Some("info")),
 ];
 
@@ -198,6 +206,10 @@ impl Config {
         let max_tree_depth = usize::try_from(number("CODELAYER_MAX_TREE_DEPTH", 1)).unwrap_or(64);
         let max_tree_entries = number("CODELAYER_MAX_TREE_ENTRIES", 1);
         let max_index_bytes = number("CODELAYER_MAX_INDEX_BYTES", 1);
+        let search_deadline = Duration::from_millis(number("CODELAYER_SEARCH_DEADLINE_MS", 10));
+        let search_concurrency =
+            usize::try_from(number("CODELAYER_SEARCH_CONCURRENCY", 1)).unwrap_or(4);
+        let search_per_user = usize::try_from(number("CODELAYER_SEARCH_PER_USER", 1)).unwrap_or(2);
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -225,6 +237,9 @@ impl Config {
             max_tree_depth,
             max_tree_entries,
             max_index_bytes,
+            search_deadline,
+            search_concurrency,
+            search_per_user,
         })
     }
 

@@ -29,6 +29,9 @@ pub enum AppError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// Too much work in flight: the client should try again shortly.
+    #[error("{0}")]
+    Busy(String),
     /// Anything unexpected: logged in full, shown as a generic sentence.
     #[error("internal error: {0}")]
     Internal(String),
@@ -49,6 +52,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::SignIn { status, .. } => *status,
             AppError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+            AppError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +65,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::SignIn { .. } => "sign_in_failed",
             AppError::Unavailable(_) => "bitbucket_unavailable",
+            AppError::Busy(_) => "busy",
             AppError::Internal(_) => "internal",
         }
     }
@@ -106,6 +111,7 @@ impl IntoResponse for AppError {
             AppError::Unavailable(_) => ("Bitbucket could not be reached".to_owned(), None),
             AppError::BadRequest(_) => ("That did not work".to_owned(), None),
             AppError::Forbidden(_) => ("Not allowed".to_owned(), None),
+            AppError::Busy(_) => ("Busy".to_owned(), None),
             _ => ("Something went wrong".to_owned(), None),
         };
         let page = ErrorPage {

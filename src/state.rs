@@ -9,6 +9,7 @@ use crate::{
     bitbucket::{Bitbucket, RetryPolicy},
     config::Config,
     db::Db,
+    gate::Gate,
     jobs::{Doorbell, Job, Queue},
     layout::Layout,
     shards::ShardCache,
@@ -29,6 +30,8 @@ pub struct AppState {
     pub queue: Queue,
     pub doorbell: Doorbell,
     pub shards: Arc<ShardCache>,
+    /// Admission for searches (fair between users).
+    pub search_gate: Arc<Gate>,
 }
 
 /// Knobs tests turn; production uses the defaults.
@@ -86,6 +89,7 @@ impl AppState {
         ));
         let lease_secs =
             i64::try_from(config.job_lease.as_secs()).unwrap_or(crate::jobs::LEASE_SECS);
+        let search_gate = Arc::new(Gate::new(config.search_concurrency, config.search_per_user));
         Ok(AppState {
             config: Arc::new(config),
             sessions: DbSessionStore::new(db.clone()),
@@ -96,6 +100,7 @@ impl AppState {
             ),
             doorbell: Doorbell::default(),
             shards: Arc::new(ShardCache::new(layout.clone(), 1024)),
+            search_gate,
             layout,
             db,
             oauth,

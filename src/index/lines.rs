@@ -3,6 +3,14 @@
 
 use super::LineMatch;
 
+/// Returned lines are cut to a window of about this many bytes around their first match
+/// (minified files have lines of a megabyte); context lines to their start.
+pub const MAX_LINE_BYTES: usize = 300;
+/// Bytes of a cut line kept before its first match.
+const LEAD_BYTES: usize = 80;
+/// Marks where a line was cut.
+const ELLIPSIS: &str = "…";
+
 /// The lines of `content`, without their `\n` (a final `\n` does not start a new line).
 pub(crate) fn lines(content: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(content);
@@ -69,19 +77,58 @@ pub(crate) fn line_matches(
             continue;
         }
         let bytes = line_at(content, starts, line);
-        let (text, ranges) = lossy_with_ranges(bytes, &ranges);
+        let (text, ranges) = cut_around_match(bytes, &ranges);
         out.push(LineMatch {
             line: u32::try_from(line + 1).unwrap_or(u32::MAX),
             text,
             ranges,
             before: line
                 .checked_sub(1)
-                .map(|b| String::from_utf8_lossy(line_at(content, starts, b)).into_owned()),
+                .map(|b| context_line(line_at(content, starts, b))),
             after: (line + 1 < starts.len())
-                .then(|| String::from_utf8_lossy(line_at(content, starts, line + 1)).into_owned()),
+                .then(|| context_line(line_at(content, starts, line + 1))),
         });
     }
     (out, count)
+}
+
+/// A matching line as text, cut to `MAX_LINE_BYTES` around its first match with an
+/// ellipsis at each cut end; ranges move with the text and are clipped to the window.
+pub(crate) fn cut_around_match(
+    bytes: &[u8],
+    ranges: &[(usize, usize)],
+) -> (String, Vec<(usize, usize)>) {
+    if bytes.len() <= MAX_LINE_BYTES {
+        return lossy_with_ranges(bytes, ranges);
+    }
+    let first = ranges.first().map_or(0, |r| r.0).min(bytes.len());
+    let start = first.saturating_sub(LEAD_BYTES);
+    let end = (start + MAX_LINE_BYTES).min(bytes.len());
+    let start = end.saturating_sub(MAX_LINE_BYTES).min(start);
+    let window: Vec<(usize, usize)> = ranges
+        .iter()
+        .filter(|&&(s, e)| e > start && s < end)
+        .map(|&(s, e)| (s.max(start) - start, e.min(end) - start))
+        .collect();
+    let (text, moved) = lossy_with_ranges(&bytes[start..end], &window);
+    let lead = if start > 0 { ELLIPSIS } else { "" };
+    let tail = if end < bytes.len() { ELLIPSIS } else { "" };
+    let shift = lead.len();
+    (
+        format!("{lead}{text}{tail}"),
+        moved.into_iter().map(|(s, e)| (s + shift, e + shift)).collect(),
+    )
+}
+
+/// A context line as text, cut to `MAX_LINE_BYTES` from its start.
+fn context_line(bytes: &[u8]) -> String {
+    if bytes.len() <= MAX_LINE_BYTES {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    format!(
+        "{}{ELLIPSIS}",
+        String::from_utf8_lossy(&bytes[..MAX_LINE_BYTES])
+    )
 }
 
 /// `bytes` as lossy UTF-8 and `ranges` moved onto the same characters in that text
@@ -153,6 +200,26 @@ mod tests {
         assert_eq!(&text[r[0].0..r[0].1], "bc");
         let (text, r) = lossy_with_ranges("größe".as_bytes(), &[(3, 4)]);
         assert_eq!(&text[r[0].0..r[0].1], "ö", "widened to the whole character");
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_match() {
+        let mut line = vec![b'a'; 1_000_000];
+        line[500_000..500_006].copy_from_slice(b"needle");
+        let (text, ranges) = cut_around_match(&line, &[(500_000, 500_006)]);
+        assert!(text.len() <= MAX_LINE_BYTES + 2 * ELLIPSIS.len(), "{}", text.len());
+        assert!(text.starts_with(ELLIPSIS) && text.ends_with(ELLIPSIS));
+        assert_eq!(&text[ranges[0].0..ranges[0].1], "needle");
+        // A match at the very start keeps the line's start and loses only its tail.
+        let (text, ranges) = cut_around_match(&line[499_990..], &[(10, 16)]);
+        assert!(!text.starts_with(ELLIPSIS) && text.ends_with(ELLIPSIS));
+        assert_eq!(&text[ranges[0].0..ranges[0].1], "needle");
+        // Multi-byte characters at the cut are not split.
+        let wide = "é".repeat(400);
+        let (text, _) = cut_around_match(wide.as_bytes(), &[(400, 402)]);
+        assert!(text.len() < 400);
+        // Context lines are cut too.
+        assert!(context_line(&line).len() <= MAX_LINE_BYTES + ELLIPSIS.len());
     }
 
     #[test]

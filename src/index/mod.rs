@@ -165,6 +165,45 @@ pub struct ShardResult {
     pub total_files: usize,
     /// True when the scan budget ran out (a pathological query): counts are lower bounds.
     pub truncated: bool,
+    /// True when the search was stopped (deadline, client gone) before it looked at every
+    /// candidate: what it found so far is returned.
+    pub partial: bool,
+}
+
+/// When a search must stop early: at a deadline, or when the flag is raised (its client
+/// went away). Checked between files, so one file's verification is the most it overruns.
+#[derive(Clone, Debug, Default)]
+pub struct Stop {
+    deadline: Option<std::time::Instant>,
+    cancelled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Stop {
+    /// Stops at `deadline`, or once `cancelled` is set.
+    pub fn new(
+        deadline: std::time::Instant,
+        cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Stop {
+        Stop {
+            deadline: Some(deadline),
+            cancelled: Some(cancelled),
+        }
+    }
+
+    /// Never stops early.
+    pub fn never() -> Stop {
+        Stop::default()
+    }
+
+    /// Whether the search should stop now.
+    pub fn reached(&self) -> bool {
+        self.cancelled
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            || self
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+    }
 }
 
 /// One matching file.

@@ -8,7 +8,7 @@ use tantivy::{DocSet, Term};
 use super::lines::{line_matches, line_starts};
 use super::prepare::PreparedQuery;
 use super::shard::Shard;
-use super::{FileMatch, IndexError, ShardQuery, ShardResult};
+use super::{FileMatch, IndexError, ShardQuery, ShardResult, Stop};
 
 /// Content bytes one search may hand to the regex engine before it stops early.
 const MAX_SCAN_BYTES: u64 = 2 << 30;
@@ -35,7 +35,18 @@ impl Shard {
 
     /// Runs a prepared query over this shard.
     pub fn search_prepared(&self, query: &PreparedQuery) -> Result<ShardResult, IndexError> {
+        self.search_until(query, &Stop::never())
+    }
+
+    /// Runs a prepared query over this shard until it is done or `stop` says so; a stopped
+    /// search returns what it verified so far, marked `partial`.
+    pub fn search_until(
+        &self,
+        query: &PreparedQuery,
+        stop: &Stop,
+    ) -> Result<ShardResult, IndexError> {
         let (must, must_not) = (&query.must, &query.must_not);
+        let mut partial = false;
         let candidates: Box<dyn Iterator<Item = u32>> = match self.candidates(&query.q)? {
             Some(docs) => Box::new(docs.into_iter()),
             None => Box::new(0..self.docs.len() as u32),
@@ -44,7 +55,11 @@ impl Shard {
         let mut scanned = 0u64;
         let mut truncated = false;
         let mut hits = Vec::new();
-        for d in candidates {
+        for (n, d) in candidates.enumerate() {
+            if n % 64 == 63 && stop.reached() {
+                partial = true;
+                break;
+            }
             let doc = &self.docs[d as usize];
             let path = doc.path.as_str();
             if !query.accepts(path, self.lang(doc)) {
@@ -102,7 +117,10 @@ impl Shard {
         for hit in hits {
             let doc = &self.docs[hit.doc as usize];
             let (mut matches, mut match_count) = (Vec::new(), 0);
-            if !must.is_empty() {
+            // Past the stop, the files found keep their place but not their lines.
+            let stopped = !must.is_empty() && stop.reached();
+            partial |= stopped;
+            if !must.is_empty() && !stopped {
                 self.content.read(doc.address, &mut content, &mut scratch)?;
                 let starts = line_starts(&content);
                 let mut found = Vec::new();
@@ -124,6 +142,7 @@ impl Shard {
             files,
             total_files,
             truncated,
+            partial,
         })
     }
 

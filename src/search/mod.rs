@@ -4,7 +4,13 @@
 pub mod pages;
 pub mod query;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
@@ -12,7 +18,7 @@ use serde::Serialize;
 use crate::{
     error::AppError,
     ids::{RepoId, UserId},
-    index::{FileMatch, PreparedQuery, ShardResult},
+    index::{FileMatch, PreparedQuery, ShardResult, Stop},
     shards::ShardError,
     state::AppState,
     visible::{self, Searchable},
@@ -20,8 +26,10 @@ use crate::{
 
 /// Files per results page.
 pub const PAGE_SIZE: usize = 20;
-/// Matching lines shown per file.
+/// Matching lines shown per file (`match_count` says how many more there are).
 pub const LINES_PER_FILE: usize = 5;
+/// Results are paged this deep at most; past it, a narrower query is the way on.
+pub const MAX_DEPTH: usize = 1000;
 
 /// One matching line of a result.
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +61,10 @@ pub struct FileHit {
 pub struct Results {
     pub results: Vec<FileHit>,
     pub total_files: usize,
+    /// False when `total_files` is a lower bound (the search stopped early).
+    pub total_exact: bool,
+    /// True when the deadline or a limit cut the work: these are the results found by then.
+    pub partial: bool,
     pub next_cursor: Option<String>,
     pub took_ms: u64,
     #[serde(skip)]
@@ -79,6 +91,8 @@ pub enum SearchError {
     },
     #[error("database: {0}")]
     Database(String),
+    #[error("too many searches are running; try again in a moment")]
+    Busy,
 }
 
 impl From<AppError> for SearchError {
@@ -97,6 +111,7 @@ impl From<SearchError> for AppError {
             SearchError::Index { .. } | SearchError::Database(_) => {
                 AppError::Internal(e.to_string())
             }
+            SearchError::Busy => AppError::Busy(e.to_string()),
         }
     }
 }
@@ -122,31 +137,54 @@ pub async fn run_scoped(
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
     let started = Instant::now();
-    let mut repos = visible::readable(state, user_id).await?;
-    if let Some(id) = only {
-        repos.retain(|r| r.id == id);
-    }
-    let query = query::parse(text)?;
+    let deadline = started + state.config.search_deadline;
     let offset = match cursor.filter(|c| !c.is_empty()) {
         Some(c) => decode_cursor(c).ok_or(SearchError::Cursor)?,
         None => 0,
     };
+    if offset >= MAX_DEPTH {
+        return Err(SearchError::Pattern(format!(
+            "results are paged up to {MAX_DEPTH} files deep; narrow the query to see others"
+        )));
+    }
+    let _pass = state
+        .search_gate
+        .enter(user_id, state.config.search_deadline)
+        .await
+        .ok_or(SearchError::Busy)?;
+    let mut repos = visible::readable(state, user_id).await?;
+    if let Some(id) = only {
+        repos.retain(|r| r.id == id);
+    }
     let wanted = offset + page_size;
+    // Parsing and compiling (regexes, globs) is CPU work: off the async threads, once per
+    // request rather than once per shard.
+    let text = text.to_owned();
+    let (query, per_shard) = tokio::task::spawn_blocking(move || {
+        let query = query::parse(&text)?;
+        let per_shard = PreparedQuery::new(&query.shard_query(LINES_PER_FILE, wanted.max(200)))
+            .map_err(|e| SearchError::Pattern(e.to_string()))?;
+        Ok::<_, SearchError>((query, per_shard))
+    })
+    .await
+    .map_err(|e| SearchError::Database(format!("query compilation: {e}")))??;
     let repos: Vec<Searchable> = repos
         .into_iter()
         .filter(|r| query.allows_repository(&r.workspace, &r.slug, &r.full_name))
         .collect();
-    // Compiled once per request, not once per shard (regex compilation dominated).
-    let per_shard = PreparedQuery::new(&query.shard_query(LINES_PER_FILE, wanted.max(200)))
-        .map_err(|e| SearchError::Pattern(e.to_string()))?;
-    let hits = search_shards(state, repos, Arc::new(per_shard)).await?;
+    // Raised when this future is dropped (the client went away): the shard work stops too.
+    let cancelled = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let stop = Stop::new(deadline, cancelled.0.clone());
+    let hits = search_shards(state, repos, Arc::new(per_shard), stop).await?;
 
     let mut total_files = 0;
+    let mut partial = false;
     let mut repository_facets = Vec::new();
     let mut languages: std::collections::BTreeMap<String, usize> = Default::default();
     let mut files: Vec<FileHit> = Vec::new();
     for (repo, result) in hits {
         total_files += result.total_files;
+        partial |= result.partial || result.truncated;
         if result.total_files > 0 {
             repository_facets.push((repo.name(), result.total_files));
         }
@@ -165,7 +203,9 @@ pub async fn run_scoped(
             .then_with(|| a.path.cmp(&b.path))
     });
     let results: Vec<FileHit> = files.into_iter().skip(offset).take(page_size).collect();
-    let next_cursor = (offset + page_size < total_files && results.len() == page_size)
+    let next_cursor = (offset + page_size < total_files
+        && results.len() == page_size
+        && offset + page_size < MAX_DEPTH)
         .then(|| encode_cursor(offset + page_size));
     repository_facets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut language_facets: Vec<(String, usize)> = languages.into_iter().collect();
@@ -173,6 +213,8 @@ pub async fn run_scoped(
     Ok(Results {
         results,
         total_files,
+        total_exact: !partial,
+        partial,
         next_cursor,
         took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         repository_facets,
@@ -180,11 +222,21 @@ pub async fn run_scoped(
     })
 }
 
+/// Sets its flag when dropped: a search whose request is gone stops its shard work.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Searches shards in parallel on the blocking pool (one task per core-sized chunk).
 async fn search_shards(
     state: &AppState,
     repos: Vec<Searchable>,
     query: Arc<PreparedQuery>,
+    stop: Stop,
 ) -> Result<Vec<(Searchable, ShardResult)>, SearchError> {
     let chunks = std::thread::available_parallelism()
         .map_or(2, std::num::NonZero::get)
@@ -195,16 +247,22 @@ async fn search_shards(
         let chunk = chunk.to_vec();
         let query = query.clone();
         let state = state.clone();
+        let stop = stop.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(chunk.len());
             for repo in chunk {
+                if stop.reached() {
+                    // Shards not looked at make the answer partial, like a stopped shard.
+                    out.push((repo, ShardResult { partial: true, ..ShardResult::default() }));
+                    continue;
+                }
                 let shard = match state.shards.get(repo.id) {
                     Ok(shard) => shard,
                     // Being deleted this moment: it leaves the results like it leaves the list.
                     Err(ShardError::Retired) => continue,
                     Err(ShardError::Index(e)) => return Err(index_fault(&state, repo.id, &e)),
                 };
-                let result = shard.search_prepared(&query).map_err(|e| match e {
+                let result = shard.search_until(&query, &stop).map_err(|e| match e {
                     crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
                     other => index_fault(&state, repo.id, &other),
                 })?;
@@ -265,5 +323,5 @@ fn decode_cursor(cursor: &str) -> Option<usize> {
         .strip_prefix('o')?
         .parse()
         .ok()?;
-    (offset <= 100_000).then_some(offset)
+    (offset < MAX_DEPTH).then_some(offset)
 }

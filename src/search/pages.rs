@@ -233,34 +233,11 @@ pub async fn blob(
     );
     let (notice, lines) = match shard {
         Some(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let marker = if params.q.trim().is_empty() {
-                None
-            } else {
-                highlighter(&params.q)
-            };
-            let lines = text
-                .lines()
-                .enumerate()
-                .map(|(i, line)| ViewLine {
-                    number: i + 1,
-                    pieces: match &marker {
-                        Some(re) => pieces(
-                            line,
-                            &re.find_iter(line)
-                                .map(|m| [m.start(), m.end()])
-                                .filter(|[s, e]| e > s)
-                                .take(50)
-                                .collect::<Vec<_>>(),
-                        ),
-                        None => vec![Piece {
-                            text: line.to_owned(),
-                            mark: false,
-                        }],
-                    },
-                })
-                .collect();
-            (None, lines)
+            // Highlighting compiles a regex and scans every line: CPU work, off the runtime.
+            let q = params.q.clone();
+            tokio::task::spawn_blocking(move || view_lines(&bytes, &q))
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?
         }
         None => {
             // Not in the shard: skipped on purpose (binary, too large) or not there at all.
@@ -282,6 +259,70 @@ pub async fn blob(
         lines,
         q: params.q,
     })
+}
+
+/// The file view shows at most this many lines, each cut at `MAX_VIEW_LINE_BYTES`.
+const MAX_VIEW_LINES: usize = 20_000;
+const MAX_VIEW_LINE_BYTES: usize = 10_000;
+
+/// The file's lines for the view with the query's matches marked, and a notice when the
+/// file is longer (or wider) than the view shows.
+fn view_lines(bytes: &[u8], q: &str) -> (Option<String>, Vec<ViewLine>) {
+    let text = String::from_utf8_lossy(bytes);
+    let marker = if q.trim().is_empty() {
+        None
+    } else {
+        highlighter(q)
+    };
+    let mut cut_lines = false;
+    let lines: Vec<ViewLine> = text
+        .lines()
+        .take(MAX_VIEW_LINES)
+        .enumerate()
+        .map(|(i, line)| {
+            let line = if line.len() > MAX_VIEW_LINE_BYTES {
+                cut_lines = true;
+                let mut end = MAX_VIEW_LINE_BYTES;
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                &line[..end]
+            } else {
+                line
+            };
+            ViewLine {
+                number: i + 1,
+                pieces: match &marker {
+                    Some(re) => pieces(
+                        line,
+                        &re.find_iter(line)
+                            .map(|m| [m.start(), m.end()])
+                            .filter(|[s, e]| e > s)
+                            .take(50)
+                            .collect::<Vec<_>>(),
+                    ),
+                    None => vec![Piece {
+                        text: line.to_owned(),
+                        mark: false,
+                    }],
+                },
+            }
+        })
+        .collect();
+    let total = text.lines().count();
+    let notice = if total > lines.len() {
+        Some(format!(
+            "This file has {total} lines; the first {} are shown here. The whole file is on Bitbucket.",
+            lines.len()
+        ))
+    } else if cut_lines {
+        Some(format!(
+            "Lines longer than {MAX_VIEW_LINE_BYTES} bytes are cut here. The whole file is on Bitbucket."
+        ))
+    } else {
+        None
+    };
+    (notice, lines)
 }
 
 /// A regex marking what the query's positive terms match, for the file view.
