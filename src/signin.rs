@@ -197,7 +197,8 @@ async fn finish_sign_in(
 /// Reads the workspace list right away, so the first page is not empty; with exactly one
 /// workspace (linked automatically) the user goes straight to its repositories.
 async fn after_sign_in(state: &AppState, user_id: UserId, next: String) -> String {
-    match crate::workspaces::refresh::refresh(state, user_id).await {
+    let caller = crate::bitbucket::Caller::interactive(user_id);
+    match crate::workspaces::refresh::refresh(state, caller).await {
         Ok(outcome) if outcome.auto_linked.is_some() && next == DEFAULT_NEXT => {
             "/repositories".to_owned()
         }

@@ -8,7 +8,7 @@ mod types;
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use reqwest::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -70,6 +70,43 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Whether a person waits for a call (sign-in, a Refresh they clicked) or a job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    Interactive,
+    Background,
+}
+
+/// Who a call is made for, and how urgent it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub user: UserId,
+    pub priority: Priority,
+}
+
+impl Caller {
+    /// A call a person is waiting for.
+    pub fn interactive(user: UserId) -> Caller {
+        Caller {
+            user,
+            priority: Priority::Interactive,
+        }
+    }
+
+    /// A call a background job makes.
+    pub fn background(user: UserId) -> Caller {
+        Caller {
+            user,
+            priority: Priority::Background,
+        }
+    }
+}
+
+/// Background calls may use this share of the hourly budget: the rest is kept for people.
+const BACKGROUND_SHARE_PERCENT: u32 = 60;
+/// One user's calls may use this share of the hourly budget, so nobody's loop starves others.
+const USER_SHARE_PERCENT: u32 = 25;
+
 /// The API client shared by all users of this install.
 pub struct Bitbucket {
     http: reqwest::Client,
@@ -77,6 +114,10 @@ pub struct Bitbucket {
     tokens: Arc<TokenKeeper>,
     /// Bitbucket counts OAuth calls against the consumer: one budget for the whole install.
     budget: DefaultDirectRateLimiter,
+    /// What background work may take of it (it waits on both).
+    background: DefaultDirectRateLimiter,
+    /// What each user may take of it.
+    per_user: DefaultKeyedRateLimiter<UserId>,
     retry: RetryPolicy,
 }
 
@@ -94,31 +135,51 @@ impl Bitbucket {
         // hourly rate holds, so a big refresh slows down instead of meeting 429s.
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         let budget = RateLimiter::direct(Quota::per_hour(per_hour).allow_burst(burst));
+        // Shares limit the sustained rate only; a short burst is as large as the install's.
+        let share = |percent: u32| {
+            let n = requests_per_hour.saturating_mul(percent) / 100;
+            Quota::per_hour(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)).allow_burst(burst)
+        };
         Bitbucket {
             http,
             api,
             tokens,
             budget,
+            background: RateLimiter::direct(share(BACKGROUND_SHARE_PERCENT)),
+            per_user: RateLimiter::keyed(share(USER_SHARE_PERCENT)),
             retry,
         }
+    }
+
+    /// Waits until the call may go out: within the user's share, within the background
+    /// share for jobs, and within the install's budget. Sign-in (no user yet) takes only
+    /// the last.
+    async fn wait_for_budget(&self, caller: Option<Caller>) {
+        if let Some(caller) = caller {
+            self.per_user.until_key_ready(&caller.user).await;
+            if caller.priority == Priority::Background {
+                self.background.until_ready().await;
+            }
+        }
+        self.budget.until_ready().await;
     }
 
     /// `/2.0/user` with a token that belongs to no stored connection yet (sign-in).
     pub async fn user_with_token(&self, token: &str) -> Result<BbUser, BbError> {
         let url = self.url("/2.0/user")?;
-        self.get_with_token(token, &url).await
+        self.get_with_token(token, &url, None).await
     }
 
     /// The signed-in user's Bitbucket profile.
-    pub async fn current_user(&self, user_id: UserId) -> Result<BbUser, BbError> {
+    pub async fn current_user(&self, caller: Caller) -> Result<BbUser, BbError> {
         let url = self.url("/2.0/user")?;
-        self.get(user_id, &url).await
+        self.get(caller, &url).await
     }
 
     /// Every workspace the user can reach, with the user's permission in each.
-    pub async fn workspaces(&self, user_id: UserId) -> Result<Vec<BbWorkspace>, BbError> {
+    pub async fn workspaces(&self, caller: Caller) -> Result<Vec<BbWorkspace>, BbError> {
         let url = self.url("/2.0/user/workspaces?pagelen=100")?;
-        let accesses: Vec<WorkspaceAccess> = self.all_pages(user_id, url).await?;
+        let accesses: Vec<WorkspaceAccess> = self.all_pages(caller, url).await?;
         let mut out = Vec::with_capacity(accesses.len());
         for access in accesses {
             let slug = access.workspace.slug.clone();
@@ -127,7 +188,7 @@ impl Bitbucket {
             // workspace endpoint answered 410 during Atlassian's brownouts).
             let name = match self
                 .get::<types::WorkspaceFull>(
-                    user_id,
+                    caller,
                     &self.url(&format!("/2.0/workspaces/{encoded}"))?,
                 )
                 .await
@@ -141,7 +202,7 @@ impl Bitbucket {
             };
             let permission = match self
                 .get::<WorkspaceMembership>(
-                    user_id,
+                    caller,
                     &self.url(&format!("/2.0/user/workspaces/{encoded}/permission"))?,
                 )
                 .await
@@ -164,14 +225,14 @@ impl Bitbucket {
     /// Every repository of a workspace the user has at least read access to.
     pub async fn repositories(
         &self,
-        user_id: UserId,
+        caller: Caller,
         workspace: &str,
     ) -> Result<Vec<BbRepository>, BbError> {
         let url = self.url(&format!(
             "/2.0/repositories/{}?pagelen=100&role=member",
             urlencode(workspace)
         ))?;
-        match self.all_pages(user_id, url).await {
+        match self.all_pages(caller, url).await {
             // A non-member may get 403, 404 or an empty page: all mean "no access".
             Err(BbError::Status(StatusCode::NOT_FOUND)) => Err(BbError::NoAccess),
             other => other,
@@ -181,7 +242,7 @@ impl Bitbucket {
     /// One repository.
     pub async fn repository(
         &self,
-        user_id: UserId,
+        caller: Caller,
         workspace: &str,
         slug: &str,
     ) -> Result<BbRepository, BbError> {
@@ -190,7 +251,7 @@ impl Bitbucket {
             urlencode(workspace),
             urlencode(slug)
         ))?;
-        self.get(user_id, &url).await
+        self.get(caller, &url).await
     }
 
     fn url(&self, path_and_query: &str) -> Result<Url, BbError> {
@@ -201,14 +262,14 @@ impl Bitbucket {
     /// Follows `next` links until the last page.
     async fn all_pages<T: DeserializeOwned>(
         &self,
-        user_id: UserId,
+        caller: Caller,
         first: Url,
     ) -> Result<Vec<T>, BbError> {
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut pages = 0;
         while let Some(url) = next {
-            let page: Page<T> = self.get(user_id, &url).await?;
+            let page: Page<T> = self.get(caller, &url).await?;
             out.extend(page.values);
             pages += 1;
             // `next` must stay on the API host: never hand our token to another origin.
@@ -227,12 +288,13 @@ impl Bitbucket {
     }
 
     /// GET with the user's token: refreshes once on 401, then gives up with "sign in again".
-    async fn get<T: DeserializeOwned>(&self, user_id: UserId, url: &Url) -> Result<T, BbError> {
+    async fn get<T: DeserializeOwned>(&self, caller: Caller, url: &Url) -> Result<T, BbError> {
+        let user_id = caller.user;
         let token = self.tokens.access_token(user_id).await?;
-        match self.get_with_token(&token, url).await {
+        match self.get_with_token(&token, url, Some(caller)).await {
             Err(BbError::Status(StatusCode::UNAUTHORIZED)) => {
                 let token = self.tokens.after_unauthorized(user_id, &token).await?;
-                match self.get_with_token(&token, url).await {
+                match self.get_with_token(&token, url, Some(caller)).await {
                     Err(BbError::Status(StatusCode::UNAUTHORIZED)) => {
                         self.tokens
                             .mark_sign_in_again(user_id)
@@ -252,6 +314,7 @@ impl Bitbucket {
         &self,
         token: &str,
         url: &Url,
+        caller: Option<Caller>,
     ) -> Result<T, BbError> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.retry.min_delay)
@@ -260,7 +323,7 @@ impl Bitbucket {
             .with_jitter()
             .build();
         loop {
-            self.budget.until_ready().await;
+            self.wait_for_budget(caller).await;
             let sent = self
                 .http
                 .get(url.clone())

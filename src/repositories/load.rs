@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use crate::{
-    bitbucket::{BbError, BbRepository},
+    bitbucket::{BbError, BbRepository, Caller},
     db::{flag, now},
     ids::{RepoId, UserId, WorkspaceId},
     jobs::JobError,
@@ -27,7 +27,10 @@ pub async fn run(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobE
     let Some((user_id, slug)) = row else {
         return Ok(());
     };
-    let listed = match state.bitbucket.repositories(user_id, &slug).await {
+    let listed = match state
+        .bitbucket
+        .repositories(Caller::background(user_id), &slug)
+        .await {
         Ok(listed) => listed,
         Err(BbError::NoAccess) => {
             tracing::info!(

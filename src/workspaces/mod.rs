@@ -259,7 +259,7 @@ async fn disconnect(
 
 /// Re-reads the list from Bitbucket now; a human sentence on failure.
 async fn refresh_now(state: &AppState, user: &CurrentUser) -> Result<refresh::Outcome, AppError> {
-    refresh::refresh(state, user.id)
+    refresh::refresh(state, crate::bitbucket::Caller::interactive(user.id))
         .await
         .map_err(|e| AppError::Unavailable(format!("Refreshing from Bitbucket failed: {e}.")))
 }

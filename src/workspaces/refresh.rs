@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use crate::{
     ids::{UserId, WorkspaceId},
     state::AppState,
-    bitbucket::{BbError, BbWorkspace},
+    bitbucket::{BbError, BbWorkspace, Caller},
     db::{flag, now},
     jobs::{Job, JobError},
 };
@@ -20,7 +20,10 @@ pub struct Outcome {
 
 /// The `RefreshWorkspaces` job.
 pub async fn run(state: &AppState, user_id: UserId) -> Result<(), JobError> {
-    refresh(state, user_id).await.map(|_| ()).map_err(job_error)
+    refresh(state, Caller::background(user_id))
+        .await
+        .map(|_| ())
+        .map_err(job_error)
 }
 
 /// Maps a Bitbucket failure to a job outcome: only transient trouble is retried.
@@ -33,8 +36,9 @@ pub fn job_error(e: BbError) -> JobError {
 
 /// Reads the list, upserts by uuid, turns workspaces no longer listed Inactive (purging
 /// their data) and queues a repository load for every Active one.
-pub async fn refresh(state: &AppState, user_id: UserId) -> Result<Outcome, BbError> {
-    let listed = state.bitbucket.workspaces(user_id).await?;
+pub async fn refresh(state: &AppState, caller: Caller) -> Result<Outcome, BbError> {
+    let user_id = caller.user;
+    let listed = state.bitbucket.workspaces(caller).await?;
     let store = |e: sqlx::Error| BbError::Token(format!("database: {e}"));
     let known: Vec<(WorkspaceId, String, i64)> =
         sqlx::query_as("SELECT id, uuid, reachable FROM workspaces WHERE user_id = $1")
