@@ -1,9 +1,7 @@
 //! Step 5 of the journey: the query language, results, the file view, the JSON API and
 //! personal access tokens — and that nothing leaks between users.
 
-mod common;
-
-use common::{Backend, TestApp, fake_bitbucket::FakeFile};
+use crate::common::{Backend, TestApp, fake_bitbucket::FakeFile};
 use reqwest::{Client, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -29,160 +27,109 @@ fn corpus() -> Vec<(&'static str, FakeFile)> {
 
 /// A user whose workspace `ws` holds `repos` (each with `corpus()`), all indexed.
 async fn indexed(app: &TestApp, name: &str, ws: &str, repos: &[&str]) -> (Client, Vec<i64>) {
-    common::indexed_user(app, name, ws, repos, &corpus()).await
-}
-
-async fn search(browser: &Client, app: &TestApp, q: &str) -> Value {
-    let r = browser
-        .get(app.at("/api/v1/search"))
-        .query(&[("q", q)])
-        .send()
-        .await
-        .expect("search");
-    assert_eq!(r.status(), StatusCode::OK, "{q}");
-    r.json().await.expect("json")
+    crate::common::indexed_user(app, name, ws, repos, &corpus()).await
 }
 
 /// The paths a query finds, sorted.
 async fn paths(browser: &Client, app: &TestApp, q: &str) -> Vec<String> {
-    let v = search(browser, app, q).await;
-    let mut p: Vec<String> = v["results"]
+    let mut p: Vec<String> = found(browser, app, q)
+        .await
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect();
+    p.sort();
+    p
+}
+
+/// The (repository, path) of every file a query finds, sorted; `total_files` must agree.
+async fn found(browser: &Client, app: &TestApp, q: &str) -> Vec<(String, String)> {
+    let v = app.search(browser, q).await;
+    let mut found: Vec<(String, String)> = v["results"]
         .as_array()
         .expect("results")
         .iter()
-        .map(|r| r["path"].as_str().expect("path").to_owned())
+        .map(|r| {
+            let field = |name: &str| r[name].as_str().expect(name).to_owned();
+            (field("repository"), field("path"))
+        })
         .collect();
-    p.sort();
+    found.sort();
     assert_eq!(
         v["total_files"].as_u64().expect("total") as usize,
-        p.len(),
+        found.len(),
         "{q}"
     );
-    p
+    found
 }
+
+/// The repositories of the operator test (each holds `corpus()`), and no files.
+const BOTH: &[&str] = &["acme/api", "acme/web"];
+const WEB: &[&str] = &["acme/web"];
+const API: &[&str] = &["acme/api"];
+const NOTHING: &[&str] = &[];
+
+/// Each query of the language, the files it finds and the repositories it finds each of them
+/// in: exactly those, nothing else.
+#[rustfmt::skip]
+const OPERATOR_CASES: &[(&str, &[&str], &[&str])] = &[
+    // Words: all must match, case-insensitive by default.
+    ("parse_config", &["src/parser.rs", "tools/deploy.py", "vendor/old/parser.rs"], BOTH),
+    ("PARSE_CONFIG deploy", &["tools/deploy.py"], BOTH),
+    ("hello world", &["docs/notes.md", "src/lib.rs"], BOTH),
+    ("\"Hello World\" case:yes", &["src/lib.rs"], BOTH),
+    ("\"hello world\"", &["docs/notes.md", "src/lib.rs"], BOTH),
+    ("nothing_matches_this_xyz", NOTHING, BOTH),
+    // Negation of words and filters.
+    ("parse_config -vendored", &["src/parser.rs", "tools/deploy.py"], BOTH),
+    ("parse_config -path:vendor/", &["src/parser.rs", "tools/deploy.py"], BOTH),
+    // Filters: path (substring and glob, file: alias), lang, repo, workspace.
+    ("parse_config path:src/", &["src/parser.rs"], BOTH),
+    ("parse_config file:*.py", &["tools/deploy.py"], BOTH),
+    ("parse_config file:src/**/*.rs", &["src/parser.rs"], BOTH),
+    ("parse_config lang:python", &["tools/deploy.py"], BOTH),
+    ("parse_config lang:py", &["tools/deploy.py"], BOTH),
+    ("parse_config -lang:rust", &["tools/deploy.py"], BOTH),
+    ("parse_config repo:web lang:rust", &["src/parser.rs", "vendor/old/parser.rs"], WEB),
+    ("parse_config repo:api path:tools", &["tools/deploy.py"], API),
+    ("parse_config -repo:api -repo:web", NOTHING, BOTH),
+    ("parse_config workspace:acme lang:python", &["tools/deploy.py"], BOTH),
+    ("parse_config workspace:other", NOTHING, BOTH),
+    // Regexes: anchors, classes, alternation, no literal at all, negated regex.
+    ("/^pub fn parse_/", &["src/parser.rs", "vendor/old/parser.rs"], BOTH),
+    ("/helper_[0-9]{3}/", &["src/parser.rs"], BOTH),
+    ("/[a-z]+_[0-9]{3}/", &["src/parser.rs"], BOTH),
+    ("/def |mod / -/vendored/", &["src/lib.rs", "tools/deploy.py"], BOTH),
+    // Unicode content, case-insensitively (and ß is not ss).
+    ("GRÖSSE", NOTHING, BOTH),
+    ("größe", &["docs/notes.md"], BOTH),
+    ("ÜNÏCÖDÉ 🚀", &["docs/notes.md"], BOTH),
+    // Skipped files (binary, too large) are never found.
+    ("binary", NOTHING, BOTH),
+    ("/xxxxxxxxxxxxxxxxxxxx/", NOTHING, BOTH),
+];
 
 async fn every_operator_and_their_combinations(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (b, _) = indexed(&app, "Searcher", "acme", &["web", "api"]).await;
-    let both = |p: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = p
+    for (n, &(query, files, repos)) in OPERATOR_CASES.iter().enumerate() {
+        let mut expected: Vec<(String, String)> = repos
             .iter()
-            .flat_map(|p| [p.to_string(), p.to_string()])
+            .flat_map(|repo| {
+                files
+                    .iter()
+                    .map(|file| (repo.to_string(), file.to_string()))
+            })
             .collect();
-        v.sort();
-        v
-    };
-    // Words: all must match, case-insensitive by default.
-    assert_eq!(
-        paths(&b, &app, "parse_config").await,
-        both(&["src/parser.rs", "tools/deploy.py", "vendor/old/parser.rs"])
-    );
-    assert_eq!(
-        paths(&b, &app, "PARSE_CONFIG deploy").await,
-        both(&["tools/deploy.py"])
-    );
-    assert_eq!(
-        paths(&b, &app, "hello world").await,
-        both(&["docs/notes.md", "src/lib.rs"])
-    );
-    assert_eq!(
-        paths(&b, &app, "\"Hello World\" case:yes").await,
-        both(&["src/lib.rs"])
-    );
-    assert_eq!(
-        paths(&b, &app, "\"hello world\"").await,
-        both(&["docs/notes.md", "src/lib.rs"])
-    );
-    assert!(paths(&b, &app, "nothing_matches_this_xyz").await.is_empty());
-    // Negation of words and filters.
-    assert_eq!(
-        paths(&b, &app, "parse_config -vendored").await,
-        both(&["src/parser.rs", "tools/deploy.py"])
-    );
-    assert_eq!(
-        paths(&b, &app, "parse_config -path:vendor/").await,
-        both(&["src/parser.rs", "tools/deploy.py"])
-    );
-    // Filters: path (substring and glob, file: alias), lang, repo, workspace.
-    assert_eq!(
-        paths(&b, &app, "parse_config path:src/").await,
-        both(&["src/parser.rs"])
-    );
-    assert_eq!(
-        paths(&b, &app, "parse_config file:*.py").await,
-        both(&["tools/deploy.py"])
-    );
-    assert_eq!(
-        paths(&b, &app, "parse_config file:src/**/*.rs").await,
-        both(&["src/parser.rs"])
-    );
-    assert_eq!(
-        paths(&b, &app, "parse_config lang:python").await,
-        both(&["tools/deploy.py"])
-    );
-    assert_eq!(
-        paths(&b, &app, "parse_config lang:py").await,
-        both(&["tools/deploy.py"])
-    );
-    assert_eq!(
-        paths(&b, &app, "parse_config -lang:rust").await,
-        both(&["tools/deploy.py"])
-    );
-    assert_eq!(
-        paths(&b, &app, "parse_config repo:web lang:rust").await,
-        vec!["src/parser.rs", "vendor/old/parser.rs"]
-    );
-    let r = search(&b, &app, "parse_config repo:api path:tools").await;
-    assert_eq!(r["results"][0]["repository"], "acme/api");
-    assert_eq!(
-        paths(&b, &app, "parse_config -repo:api -repo:web").await,
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        paths(&b, &app, "parse_config workspace:acme lang:python")
-            .await
-            .len(),
-        2
-    );
-    assert!(
-        paths(&b, &app, "parse_config workspace:other")
-            .await
-            .is_empty()
-    );
-    // Regexes: anchors, classes, alternation, no literal at all, negated regex.
-    assert_eq!(
-        paths(&b, &app, "/^pub fn parse_/").await,
-        both(&["src/parser.rs", "vendor/old/parser.rs"])
-    );
-    assert_eq!(
-        paths(&b, &app, "/helper_[0-9]{3}/").await,
-        both(&["src/parser.rs"])
-    );
-    assert_eq!(
-        paths(&b, &app, "/[a-z]+_[0-9]{3}/").await,
-        both(&["src/parser.rs"])
-    );
-    assert_eq!(
-        paths(&b, &app, "/def |mod / -/vendored/").await,
-        both(&["src/lib.rs", "tools/deploy.py"])
-    );
-    // Unicode content, case-insensitively.
-    assert_eq!(
-        paths(&b, &app, "GRÖSSE").await,
-        Vec::<String>::new(),
-        "ß is not ss"
-    );
-    assert_eq!(paths(&b, &app, "größe").await, both(&["docs/notes.md"]));
-    assert_eq!(
-        paths(&b, &app, "ÜNÏCÖDÉ 🚀").await,
-        both(&["docs/notes.md"])
-    );
-    // Skipped files are never found.
-    assert!(paths(&b, &app, "binary").await.is_empty());
-    assert!(paths(&b, &app, "/xxxxxxxxxxxxxxxxxxxx/").await.is_empty());
+        expected.sort();
+        assert_eq!(
+            found(&b, &app, query).await,
+            expected,
+            "operator case {n}: {query:?} finds {files:?} in {repos:?}"
+        );
+    }
 
     // Shape: lines are 1-based, ranges are byte offsets into the text.
-    let r = search(&b, &app, "size repo:web path:src/parser.rs").await;
+    let r = app.search(&b, "size repo:web path:src/parser.rs").await;
     let file = &r["results"][0];
     assert_eq!(file["language"], "rust");
     let m = &file["matches"][0];
@@ -190,7 +137,7 @@ async fn every_operator_and_their_combinations(backend: Backend) {
     assert_eq!(m["text"], "    let size = input.len();");
     assert_eq!(m["ranges"], json!([[8, 12]]));
     assert!(r["took_ms"].is_u64());
-    let r = search(&b, &app, "größe").await;
+    let r = app.search(&b, "größe").await;
     let m = &r["results"][0]["matches"][0];
     let text = m["text"].as_str().expect("text");
     let [s, e] = [
@@ -270,14 +217,7 @@ async fn results_page_file_view_and_errors(backend: Backend) {
         "a repository facet narrows the query"
     );
     assert!(html.contains("href=\"/search/help\""));
-    let help = b
-        .get(app.at("/search/help"))
-        .send()
-        .await
-        .expect("help")
-        .text()
-        .await
-        .expect("body");
+    let help = app.page(&b, "/search/help").await;
     assert!(help.contains("case:yes") && help.contains("lang:python"));
 
     // A bad query is answered next to the box, not with a 500.
@@ -296,15 +236,7 @@ async fn results_page_file_view_and_errors(backend: Backend) {
     );
 
     // Cursor pagination through a common word.
-    let first: Value = b
-        .get(app.at("/api/v1/search"))
-        .query(&[("q", "/./")])
-        .send()
-        .await
-        .expect("p1")
-        .json()
-        .await
-        .expect("json");
+    let first = app.search(&b, "/./").await;
     assert!(first["total_files"].as_u64().expect("total") >= 5);
 
     // The file view: whole file, line anchors, highlighted matches, link to Bitbucket.
@@ -321,23 +253,13 @@ async fn results_page_file_view_and_errors(backend: Backend) {
     assert!(html.contains("/src/") && html.contains("View on Bitbucket"));
     assert!(html.contains("Config::new"));
     // Skipped files show a notice; unknown paths and traversal are 404.
-    let binary = b
-        .get(app.at(&format!("/repos/{id}/blob/data/blob.bin")))
-        .send()
-        .await
-        .expect("bin")
-        .text()
-        .await
-        .expect("body");
+    let binary = app
+        .page(&b, &format!("/repos/{id}/blob/data/blob.bin"))
+        .await;
     assert!(binary.contains("binary file"), "{binary}");
-    let huge = b
-        .get(app.at(&format!("/repos/{id}/blob/data/huge.txt")))
-        .send()
-        .await
-        .expect("huge")
-        .text()
-        .await
-        .expect("body");
+    let huge = app
+        .page(&b, &format!("/repos/{id}/blob/data/huge.txt"))
+        .await;
     assert!(huge.contains("larger than the indexing limit"));
     for path in [
         "no/such/file.rs",
@@ -382,14 +304,7 @@ async fn personal_access_tokens(backend: Backend) {
     let made: Value = made.json().await.expect("json");
     let token = made["token"].as_str().expect("token").to_owned();
     assert_eq!(made["name"], "ci");
-    let list: Value = b
-        .get(app.at("/api/v1/account/tokens"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list = app.get_json(&b, "/api/v1/account/tokens").await;
     assert_eq!(list[0]["name"], "ci");
     assert!(
         list[0].get("token").is_none(),
@@ -413,14 +328,7 @@ async fn personal_access_tokens(backend: Backend) {
     assert_eq!(with_token.status(), StatusCode::OK);
     let v: Value = with_token.json().await.expect("json");
     assert_eq!(v["total_files"], 3);
-    let used: Value = b
-        .get(app.at("/api/v1/account/tokens"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let used = app.get_json(&b, "/api/v1/account/tokens").await;
     assert!(used[0]["last_used_at"].is_i64());
     // Bearer POSTs need no Origin.
     let refreshed = bare
@@ -462,23 +370,9 @@ async fn personal_access_tokens(backend: Backend) {
         .await
         .expect("form");
     assert_eq!(form.status(), StatusCode::SEE_OTHER);
-    let page = b
-        .get(app.at("/account"))
-        .send()
-        .await
-        .expect("account")
-        .text()
-        .await
-        .expect("body");
+    let page = app.page(&b, "/account").await;
     assert!(page.contains("shown only this once") && page.contains("cl_"));
-    let again = b
-        .get(app.at("/account"))
-        .send()
-        .await
-        .expect("account")
-        .text()
-        .await
-        .expect("body");
+    let again = app.page(&b, "/account").await;
     assert!(!again.contains("shown only this once"));
 }
 
@@ -486,7 +380,7 @@ async fn two_users_with_the_same_repository_names_see_only_their_own(backend: Ba
     let app = TestApp::spawn(backend).await;
     let (alice, alice_ids) = indexed(&app, "Alice", "alpha", &["web"]).await;
     // Bob: a workspace of his own with a repository of the same name, and a secret.
-    let (bob, bob_ids) = common::indexed_user(
+    let (bob, bob_ids) = crate::common::indexed_user(
         &app,
         "Bob",
         "beta",
@@ -546,11 +440,9 @@ async fn two_users_with_the_same_repository_names_see_only_their_own(backend: Ba
         .await
         .expect("index");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = bob
-        .post(app.at(&format!("/api/v1/repositories/{}/sync", alice_ids[0])))
-        .send()
-        .await
-        .expect("sync");
+    let r = app
+        .post(&bob, &format!("/api/v1/repositories/{}/sync", alice_ids[0]))
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = alice
         .get(app.at(&format!("/repos/{}/blob/secret.txt", bob_ids[0])))

@@ -1,14 +1,12 @@
-//! Proves the fake Bitbucket Cloud in tests/common/fake_bitbucket behaves like the facts in
+//! Proves the fake Bitbucket Cloud in tests/it/common/fake_bitbucket behaves like the facts in
 //! BITBUCKET.md, so the app's tests can trust it: OAuth code grant and rotation, the API's
 //! shapes and pagination, removed endpoints, fault injection and git over smart HTTP.
-
-mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::fake_bitbucket::{FakeBitbucket, FakeFile, FakeUser};
+use crate::common::fake_bitbucket::{FakeBitbucket, FakeFile, FakeUser};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

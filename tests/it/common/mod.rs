@@ -7,17 +7,21 @@ pub mod fake_bitbucket;
 use std::{
     collections::HashMap,
     io::Write,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
+// The only place the tests name the app's state type (it is moving to `codelayer::state`).
+use codelayer::app::AppState;
 use codelayer::{
-    app::{App, AppState, Tuning},
+    app::{App, Tuning},
     bitbucket::RetryPolicy,
     config::Config,
 };
 use fake_bitbucket::{FakeBitbucket, FakeUser};
 use reqwest::{Client, StatusCode, header};
+use serde_json::Value;
 
 /// Which database a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +30,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs an async test body once against SQLite and once against PostgreSQL.
-#[macro_export]
+/// Runs an async test body once against SQLite and once against PostgreSQL: `on_both_databases!(a, b)`
+/// in module `m` makes the tests `m::sqlite::a`, `m::postgres::a`, … (`main.rs` declares this
+/// module with `#[macro_use]`, so every test module can use the macro by name).
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -39,6 +44,26 @@ macro_rules! on_both_databases {
             async fn $name() { super::$name($crate::common::Backend::Postgres).await })*
         }
     };
+}
+
+/// Where the app keeps a repository's bare clone: `DATA_DIR/git/<repo_id>.git` (the documented
+/// data-dir layout; the tests do not ask the crate for it).
+pub fn clone_dir(data: &Path, repo_id: i64) -> PathBuf {
+    data.join("git").join(format!("{repo_id}.git"))
+}
+
+/// Where the app keeps a repository's search shard: `DATA_DIR/shards/<repo_id>/`.
+pub fn shard_dir(data: &Path, repo_id: i64) -> PathBuf {
+    data.join("shards").join(repo_id.to_string())
+}
+
+/// The workspace with `slug` in a `/api/v1/workspaces` list.
+pub fn workspace<'a>(list: &'a Value, slug: &str) -> &'a Value {
+    list.as_array()
+        .expect("list")
+        .iter()
+        .find(|w| w["slug"] == slug)
+        .unwrap_or_else(|| panic!("no workspace {slug} in {list}"))
 }
 
 /// The PostgreSQL server the suite uses; `.ci/test` starts one when none answers.
@@ -186,6 +211,73 @@ impl TestApp {
 
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// The body of the page at `path` as `browser` gets it (whatever the status).
+    pub async fn page(&self, browser: &Client, path: &str) -> String {
+        browser
+            .get(self.at(path))
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("body")
+    }
+
+    /// GET `path` with `browser`; it must answer 200 with JSON.
+    pub async fn get_json(&self, browser: &Client, path: &str) -> Value {
+        let r = browser.get(self.at(path)).send().await.expect("get");
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.expect("json")
+    }
+
+    /// A same-origin POST of `path` with `browser`, its Origin set to this app explicitly
+    /// (the browser may have been made for another process on the same data).
+    pub async fn post(&self, browser: &Client, path: &str) -> reqwest::Response {
+        browser
+            .post(self.at(path))
+            .header(header::ORIGIN, &self.url)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// `/api/v1/search?q=` as `browser`; it must answer 200.
+    pub async fn search(&self, browser: &Client, q: &str) -> Value {
+        let r = browser
+            .get(self.at("/api/v1/search"))
+            .query(&[("q", q)])
+            .send()
+            .await
+            .expect("search");
+        assert_eq!(r.status(), StatusCode::OK, "search {q}");
+        r.json().await.expect("json")
+    }
+
+    /// The repositories `browser` sees (`/api/v1/repositories`).
+    pub async fn repositories(&self, browser: &Client) -> Vec<Value> {
+        match self.get_json(browser, "/api/v1/repositories").await {
+            Value::Array(list) => list,
+            other => panic!("not a list: {other}"),
+        }
+    }
+
+    /// The repository with `id` as `/api/v1/repositories` lists it to `browser`.
+    pub async fn repo_json(&self, browser: &Client, id: i64) -> Value {
+        self.repositories(browser)
+            .await
+            .into_iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("repository {id} is not listed"))
+    }
+
+    /// The repository named `full_name` (`workspace/slug`), if `browser` sees it.
+    pub async fn repo_named(&self, browser: &Client, full_name: &str) -> Option<Value> {
+        self.repositories(browser)
+            .await
+            .into_iter()
+            .find(|r| r["full_name"] == full_name)
     }
 
     /// Walks the whole OAuth dance as `user` and returns the page the app lands on.
@@ -385,7 +477,8 @@ pub fn location(response: &reqwest::Response) -> String {
         .to_owned()
 }
 
-/// Everything the process logged, captured for scans (installed once per test binary).
+/// Everything the process logged, captured for scans (installed once, by the first test that
+/// asks, for the whole test binary).
 pub fn captured_logs() -> LogBuffer {
     static BUFFER: OnceLock<LogBuffer> = OnceLock::new();
     BUFFER

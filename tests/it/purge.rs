@@ -4,22 +4,17 @@
 //! bare repository left; other workspaces and users keep theirs. A purge interrupted between
 //! its steps finishes after a restart, and nobody can disconnect someone else's data.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use codelayer::{
-    jobs::Job,
-    purge::{clone_dir, shard_dir},
-};
-use common::{
-    Backend, Options, TestApp,
+use crate::common::{
+    Backend, Options, TestApp, clone_dir,
     fake_bitbucket::{FakeFile, FakeUser},
-    location, poll_for, spawn_server, wait_until,
+    location, poll_for, shard_dir, spawn_server, wait_until, workspace,
 };
+use codelayer::jobs::Job;
 use reqwest::{Client, StatusCode, cookie::CookieStore, header};
 use serde_json::{Value, json};
 
@@ -82,20 +77,17 @@ async fn index_canaries(
         canaries.push((slug.to_string(), canary));
     }
     app.sign_in(browser, user).await;
-    let workspaces = get_json(browser, app, "/api/v1/workspaces").await;
+    let workspaces = app.get_json(browser, "/api/v1/workspaces").await;
     let mut out = Vec::new();
     for (slug, canary) in canaries {
         let workspace_id = workspace(&workspaces, &slug)["id"].as_i64().expect("id");
-        let linked = post(
-            browser,
-            app,
-            &format!("/api/v1/workspaces/{workspace_id}/link"),
-        )
-        .await;
+        let linked = app
+            .post(browser, &format!("/api/v1/workspaces/{workspace_id}/link"))
+            .await;
         assert_eq!(linked.status(), StatusCode::OK, "link {slug}");
         let full_name = format!("{slug}/code-{canary}");
         let repo = poll_for(30, &format!("{full_name} is listed"), || async {
-            repository(browser, app, &full_name).await
+            app.repo_named(browser, &full_name).await
         })
         .await;
         out.push(Canary {
@@ -117,7 +109,7 @@ async fn index_canaries(
     assert_eq!(index.status(), StatusCode::OK);
     for c in &out {
         wait_until(60, &format!("{} is ready", c.full_name), || async {
-            repository(browser, app, &c.full_name)
+            app.repo_named(browser, &c.full_name)
                 .await
                 .is_some_and(|r| r["state"] == "ready")
         })
@@ -127,55 +119,9 @@ async fn index_canaries(
     out
 }
 
-async fn get_json(browser: &Client, app: &TestApp, path: &str) -> Value {
-    let r = browser.get(app.at(path)).send().await.expect("get");
-    assert_eq!(r.status(), StatusCode::OK, "GET {path}");
-    r.json().await.expect("json")
-}
-
-/// A same-origin POST to `app` (explicitly: the browser may have been made for another
-/// process on the same data).
-async fn post(browser: &Client, app: &TestApp, path: &str) -> reqwest::Response {
-    browser
-        .post(app.at(path))
-        .header(header::ORIGIN, &app.url)
-        .send()
-        .await
-        .expect("post")
-}
-
-fn workspace<'a>(list: &'a Value, slug: &str) -> &'a Value {
-    list.as_array()
-        .expect("list")
-        .iter()
-        .find(|w| w["slug"] == slug)
-        .unwrap_or_else(|| panic!("no workspace {slug} in {list}"))
-}
-
-async fn repository(browser: &Client, app: &TestApp, full_name: &str) -> Option<Value> {
-    get_json(browser, app, "/api/v1/repositories")
-        .await
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|r| r["full_name"] == full_name)
-        .cloned()
-}
-
-async fn search(browser: &Client, app: &TestApp, q: &str) -> Value {
-    let r = browser
-        .get(app.at("/api/v1/search"))
-        .query(&[("q", q)])
-        .send()
-        .await
-        .expect("search");
-    assert_eq!(r.status(), StatusCode::OK, "search {q}");
-    r.json().await.expect("json")
-}
-
 /// Search finds the canary, and only in its own repository.
 async fn assert_found(browser: &Client, app: &TestApp, c: &Canary) {
-    let found = search(browser, app, &c.canary).await;
+    let found = app.search(browser, &c.canary).await;
     assert!(
         found["total_files"].as_u64().expect("total") >= 1,
         "{} is found: {found}",
@@ -187,7 +133,7 @@ async fn assert_found(browser: &Client, app: &TestApp, c: &Canary) {
 }
 
 async fn assert_not_found(browser: &Client, app: &TestApp, canary: &str) {
-    let found = search(browser, app, canary).await;
+    let found = app.search(browser, canary).await;
     assert_eq!(found["total_files"], 0, "{canary} is not found: {found}");
     assert_eq!(found["results"], json!([]), "{found}");
 }
@@ -308,14 +254,14 @@ async fn assert_workspace_purged(app: &TestApp, browser: &Client, gone: &Canary,
     assert_not_found(browser, app, &gone.canary).await;
     assert_found(browser, app, kept).await;
 
-    let list = get_json(browser, app, "/api/v1/workspaces").await;
+    let list = app.get_json(browser, "/api/v1/workspaces").await;
     let ws = workspace(&list, &gone.slug);
     assert_eq!(ws["status"], "inactive", "{ws}");
     assert_eq!(ws["reason"], "not linked", "{ws}");
     assert_eq!(ws["linked"], false, "{ws}");
     assert_eq!(ws["repository_count"], 0, "{ws}");
     assert_eq!(workspace(&list, &kept.slug)["status"], "active");
-    let repos = get_json(browser, app, "/api/v1/repositories").await;
+    let repos = app.get_json(browser, "/api/v1/repositories").await;
     assert!(
         repos
             .as_array()
@@ -324,7 +270,7 @@ async fn assert_workspace_purged(app: &TestApp, browser: &Client, gone: &Canary,
             .all(|r| r["workspace"] != gone.slug.as_str()),
         "{repos}"
     );
-    assert!(repository(browser, app, &kept.full_name).await.is_some());
+    assert!(app.repo_named(browser, &kept.full_name).await.is_some());
 
     // Rows: none of the workspace's repositories or jobs are left.
     assert_eq!(
@@ -385,15 +331,15 @@ async fn assert_workspace_purged(app: &TestApp, browser: &Client, gone: &Canary,
 /// Linking the disconnected workspace again starts from nothing: its repositories load
 /// again as new, unselected rows with no files.
 async fn assert_relink_starts_from_nothing(app: &TestApp, browser: &Client, gone: &Canary) {
-    let linked = post(
-        browser,
-        app,
-        &format!("/api/v1/workspaces/{}/link", gone.workspace_id),
-    )
-    .await;
+    let linked = app
+        .post(
+            browser,
+            &format!("/api/v1/workspaces/{}/link", gone.workspace_id),
+        )
+        .await;
     assert_eq!(linked.status(), StatusCode::OK);
     let again = poll_for(30, "the repositories load again", || async {
-        let list = get_json(browser, app, "/api/v1/repositories").await;
+        let list = app.get_json(browser, "/api/v1/repositories").await;
         let mine: Vec<Value> = list
             .as_array()
             .expect("list")
@@ -447,11 +393,12 @@ async fn disconnecting_a_workspace_deletes_its_data_and_spares_the_other(backend
     }
     assert!(!page.contains(&kept.full_name));
 
-    let done = browser
-        .post(app.at(&format!("/workspaces/{}/disconnect", gone.workspace_id)))
-        .send()
-        .await
-        .expect("disconnect");
+    let done = app
+        .post(
+            &browser,
+            &format!("/workspaces/{}/disconnect", gone.workspace_id),
+        )
+        .await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&done), "/workspaces");
     wait_for_purges(&app).await;
@@ -577,20 +524,9 @@ async fn disconnecting_bitbucket_deletes_everything_of_the_user(backend: Backend
     }
     assert!(!page.contains("charlie"));
 
-    let done = browser
-        .post(app.at("/account/disconnect"))
-        .send()
-        .await
-        .expect("disconnect");
+    let done = app.post(&browser, "/account/disconnect").await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
-    let home = browser
-        .get(app.at(&location(&done)))
-        .send()
-        .await
-        .expect("home")
-        .text()
-        .await
-        .expect("body");
+    let home = app.page(&browser, &location(&done)).await;
     assert!(
         home.contains("Sign in with Bitbucket"),
         "signed out: {home}"
@@ -682,10 +618,18 @@ async fn disconnecting_bitbucket_deletes_everything_of_the_user(backend: Backend
             assert!(!holds(&bytes, canary), "{canary} in {}", dir.display());
         }
     }
-    let results = codelayer::search::run(&app.state, user_id, &a.canary, None, 20)
-        .await
-        .expect("search runs");
-    assert_eq!(results.total_files, 0);
+    // Search serves none of it: not to her old sessions, nor to anyone else (and below, not
+    // to her when she comes back).
+    for client in [&browser, &phone] {
+        let r = client
+            .get(app.at("/api/v1/search"))
+            .query(&[("q", &a.canary)])
+            .send()
+            .await
+            .expect("search");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_not_found(&carol_browser, &app, &a.canary).await;
     assert_found(&carol_browser, &app, &carol_ws).await;
 
     // Coming back needs Bitbucket's consent again and starts from nothing.
@@ -697,12 +641,12 @@ async fn disconnecting_bitbucket_deletes_everything_of_the_user(backend: Backend
         .await
         .expect("user");
     assert_ne!(new_id, user_id);
-    let list = get_json(&again, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&again, "/api/v1/workspaces").await;
     for slug in ["alpha", "bravo"] {
         assert_eq!(workspace(&list, slug)["reason"], "not linked");
     }
     assert_eq!(
-        get_json(&again, &app, "/api/v1/repositories").await,
+        app.get_json(&again, "/api/v1/repositories").await,
         json!([])
     );
     assert_not_found(&again, &app, &a.canary).await;
@@ -732,12 +676,12 @@ async fn a_purge_interrupted_between_steps_finishes_after_a_restart(backend: Bac
     .await
     .expect("claimed job");
     // … the mark step happened (through the page) …
-    let done = post(
-        &browser,
-        &first,
-        &format!("/workspaces/{}/disconnect", gone.workspace_id),
-    )
-    .await;
+    let done = first
+        .post(
+            &browser,
+            &format!("/workspaces/{}/disconnect", gone.workspace_id),
+        )
+        .await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     // … and it was in the files step: the clone was deleted, the shard and rows not yet.
     std::fs::remove_dir_all(clone_dir(&first.data_path, gone.repo_id)).expect("delete clone");
@@ -753,14 +697,10 @@ async fn a_purge_interrupted_between_steps_finishes_after_a_restart(backend: Bac
         "the rows are still there"
     );
     // From the mark on, the workspace is invisible and search excludes it.
-    let list = get_json(&browser, &first, "/api/v1/workspaces").await;
+    let list = first.get_json(&browser, "/api/v1/workspaces").await;
     assert_eq!(workspace(&list, &gone.slug)["status"], "inactive");
     assert_eq!(workspace(&list, &gone.slug)["reason"], "disconnecting");
-    assert!(
-        repository(&browser, &first, &gone.full_name)
-            .await
-            .is_none()
-    );
+    assert!(first.repo_named(&browser, &gone.full_name).await.is_none());
     assert_not_found(&browser, &first, &gone.canary).await;
     assert_found(&browser, &first, &kept).await;
 
@@ -841,10 +781,10 @@ async fn nobody_can_disconnect_what_is_not_theirs(backend: Backend) {
     let confirm = bob_browser.get(app.at(&page)).send().await.expect("get");
     assert_eq!(confirm.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        post(&bob_browser, &app, &page).await.status(),
+        app.post(&bob_browser, &page).await.status(),
         StatusCode::NOT_FOUND
     );
-    let refused = post(&bob_browser, &app, &api).await;
+    let refused = app.post(&bob_browser, &api).await;
     assert_eq!(refused.status(), StatusCode::NOT_FOUND);
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error"]["code"], "not_found");
@@ -866,7 +806,7 @@ async fn nobody_can_disconnect_what_is_not_theirs(backend: Backend) {
     }
 
     // Bob's own disconnect (the only account he can name) takes only his data.
-    let gone = post(&bob_browser, &app, "/account/disconnect").await;
+    let gone = app.post(&bob_browser, "/account/disconnect").await;
     assert_eq!(gone.status(), StatusCode::SEE_OTHER);
     wait_for_purges(&app).await;
     let r = bob_browser
@@ -879,11 +819,12 @@ async fn nobody_can_disconnect_what_is_not_theirs(backend: Backend) {
     assert!(left.is_empty(), "Bob's data left: {left:?}");
 
     // Alice is unaffected.
-    let list = get_json(&alice_browser, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&alice_browser, "/api/v1/workspaces").await;
     let ws = workspace(&list, "alpha");
     assert_eq!(ws["status"], "active", "{ws}");
     assert_eq!(ws["repository_count"], 2, "{ws}");
-    let repo = repository(&alice_browser, &app, &mine.full_name)
+    let repo = app
+        .repo_named(&alice_browser, &mine.full_name)
         .await
         .expect("still listed");
     assert_eq!(repo["state"], "ready");
@@ -927,12 +868,9 @@ async fn start_stalled_build(app: &TestApp, browser: &Client, c: &Canary) -> Sta
     let pack_path = format!("/{}/{slug}.git/git-upload-pack", c.slug);
     let packs_before = app.fake.requests(&pack_path);
     let renewals = app.fake.requests(TOKEN_PATH);
-    let sync = post(
-        browser,
-        app,
-        &format!("/api/v1/repositories/{}/sync", c.repo_id),
-    )
-    .await;
+    let sync = app
+        .post(browser, &format!("/api/v1/repositories/{}/sync", c.repo_id))
+        .await;
     assert_eq!(sync.status(), StatusCode::OK);
     wait_until(30, "the build is renewing its token", || async {
         app.fake.requests(TOKEN_PATH) > renewals
@@ -971,12 +909,12 @@ async fn a_build_running_at_disconnect_leaves_nothing_behind(backend: Backend) {
 
     // Disconnect a workspace while one of its repositories is being built.
     let build = start_stalled_build(&app, &browser, &gone).await;
-    let done = post(
-        &browser,
-        &app,
-        &format!("/api/v1/workspaces/{}/disconnect", gone.workspace_id),
-    )
-    .await;
+    let done = app
+        .post(
+            &browser,
+            &format!("/api/v1/workspaces/{}/disconnect", gone.workspace_id),
+        )
+        .await;
     assert_eq!(done.status(), StatusCode::OK);
     wait_until_settled(&app, &build).await;
     assert_workspace_purged(&app, &browser, &gone, &kept).await;
@@ -985,7 +923,7 @@ async fn a_build_running_at_disconnect_leaves_nothing_behind(backend: Backend) {
 
     // Disconnect Bitbucket while the other one is being built.
     let build = start_stalled_build(&app, &browser, &kept).await;
-    let done = post(&browser, &app, "/account/disconnect").await;
+    let done = app.post(&browser, "/account/disconnect").await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     wait_until_settled(&app, &build).await;
     assert_eq!(names_in(&app.data_path, "git"), Vec::<String>::new());

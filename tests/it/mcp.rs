@@ -1,8 +1,6 @@
 //! The knowledge layer for AI assistants: MCP over Streamable HTTP, spoken by rmcp's client.
 
-mod common;
-
-use common::{Backend, TestApp, fake_bitbucket::FakeFile, indexed_user, wait_until};
+use crate::common::{Backend, TestApp, fake_bitbucket::FakeFile, indexed_user, wait_until};
 use reqwest::StatusCode;
 use rmcp::{
     ServiceExt,
@@ -121,15 +119,7 @@ async fn tools_answer_like_the_search_page(backend: Backend) {
     assert!(repos.contains("acme/web — ready"), "{repos}");
 
     // search_code agrees with the JSON API on the same query.
-    let api: Value = browser
-        .get(app.at("/api/v1/search"))
-        .query(&[("q", "parse_config")])
-        .send()
-        .await
-        .expect("api")
-        .json()
-        .await
-        .expect("json");
+    let api = app.search(&browser, "parse_config").await;
     let found = text(&call(&mcp, "search_code", json!({"query": "parse_config"})).await);
     assert!(
         found.starts_with(&format!("{} matching files", api["total_files"])),
@@ -304,20 +294,11 @@ async fn isolation_tokens_and_disconnect(backend: Backend) {
     // After disconnecting the workspace, its repositories vanish from every tool at once.
     let mcp = client(&app, &bob_token).await;
     assert!(text(&call(&mcp, "list_repositories", json!({})).await).contains("beta/web"));
-    let ws: Value = bob
-        .get(app.at("/api/v1/workspaces"))
-        .send()
-        .await
-        .expect("ws")
-        .json()
-        .await
-        .expect("json");
+    let ws = app.get_json(&bob, "/api/v1/workspaces").await;
     let id = ws[0]["id"].as_i64().expect("id");
-    let r = bob
-        .post(app.at(&format!("/api/v1/workspaces/{id}/disconnect")))
-        .send()
-        .await
-        .expect("disconnect");
+    let r = app
+        .post(&bob, &format!("/api/v1/workspaces/{id}/disconnect"))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(!text(&call(&mcp, "list_repositories", json!({})).await).contains("beta/web"));
     let gone = call(

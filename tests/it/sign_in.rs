@@ -1,10 +1,8 @@
 //! Step 1 of the journey: signing in with Bitbucket, and every way it can go wrong.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, Options, TestApp, captured_logs, location};
+use crate::common::{Backend, Options, TestApp, captured_logs, location};
 use reqwest::{StatusCode, header};
 
 on_both_databases!(
@@ -25,7 +23,9 @@ on_both_databases!(
     health_and_security_headers,
 );
 
-async fn signed_in_user(app: &TestApp) -> (reqwest::Client, common::fake_bitbucket::FakeUser) {
+async fn signed_in_user(
+    app: &TestApp,
+) -> (reqwest::Client, crate::common::fake_bitbucket::FakeUser) {
     let user = app.fake.add_user("Ada Lovelace");
     let browser = app.browser();
     app.sign_in(&browser, &user).await;
@@ -149,11 +149,7 @@ async fn sign_in_shows_the_display_name_and_sign_out_ends_it(backend: Backend) {
         .expect("body");
     assert!(!anonymous.contains("Grace Hopper") && !anonymous.contains("/auth/logout"));
 
-    let out = browser
-        .post(app.at("/auth/logout"))
-        .send()
-        .await
-        .expect("logout");
+    let out = app.post(&browser, "/auth/logout").await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     let after = browser
         .get(app.at("/account"))
@@ -495,7 +491,7 @@ async fn tokens_are_encrypted_at_rest_and_never_logged(backend: Backend) {
     for token in &issued {
         assert!(!text.contains(token.as_str()), "a token reached the log");
     }
-    assert!(!text.contains(common::fake_bitbucket::FakeBitbucket::CLIENT_SECRET));
+    assert!(!text.contains(crate::common::fake_bitbucket::FakeBitbucket::CLIENT_SECRET));
 }
 
 async fn access_token_is_refreshed_before_expiry(backend: Backend) {

@@ -1,14 +1,13 @@
 //! Step 4 of the journey: read-only clones, shards built from git trees, live states,
 //! re-sync, hostile content and crashes.
 
-mod common;
-
 use std::time::Duration;
 
-use codelayer::index::{Pattern, Shard, ShardQuery};
-use common::{
-    Backend, Options, TestApp, fake_bitbucket::FakeFile, poll_for, spawn_server, wait_until,
+use crate::common::{
+    Backend, Options, TestApp, clone_dir, fake_bitbucket::FakeFile, poll_for, shard_dir,
+    spawn_server, wait_until,
 };
+use codelayer::index::{Pattern, Shard, ShardQuery};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -30,26 +29,9 @@ async fn repo_id(app: &TestApp, slug: &str) -> i64 {
     .await
 }
 
-async fn repo_json(browser: &Client, app: &TestApp, id: i64) -> Value {
-    let list: Value = browser
-        .get(app.at("/api/v1/repositories"))
-        .send()
-        .await
-        .expect("api")
-        .json()
-        .await
-        .expect("json");
-    list.as_array()
-        .expect("list")
-        .iter()
-        .find(|r| r["id"] == id)
-        .cloned()
-        .expect("repository listed")
-}
-
 async fn wait_for_state(browser: &Client, app: &TestApp, id: i64, wanted: &str) -> Value {
     poll_for(60, &format!("repository {id} is {wanted}"), || async {
-        let repo = repo_json(browser, app, id).await;
+        let repo = app.repo_json(browser, id).await;
         (repo["state"] == wanted).then_some(repo)
     })
     .await
@@ -74,7 +56,7 @@ fn contains(shard: &Shard, text: &str) -> bool {
 }
 
 fn shard(app: &TestApp, id: i64) -> Shard {
-    Shard::open(&app.data_path.join("shards").join(id.to_string())).expect("shard opens")
+    Shard::open(&shard_dir(&app.data_path, id)).expect("shard opens")
 }
 
 fn hostile_files() -> Vec<(&'static str, FakeFile)> {
@@ -108,7 +90,7 @@ fn hostile_files() -> Vec<(&'static str, FakeFile)> {
 }
 
 async fn hostile_repository_is_indexed_safely(backend: Backend) {
-    let logs = common::captured_logs();
+    let logs = crate::common::captured_logs();
     let app = TestApp::spawn(backend).await;
     app.fake.add_workspace("acme", "Acme");
     app.fake.add_repo("acme", "hostile");
@@ -116,14 +98,7 @@ async fn hostile_repository_is_indexed_safely(backend: Backend) {
         .commit("acme", "hostile", "trunk", &hostile_files());
     app.fake.add_repo("acme", "empty");
     let (browser, ids) = one_workspace_existing(&app, &["hostile", "empty"]).await;
-    let page = browser
-        .get(app.at("/repositories"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("body");
+    let page = app.page(&browser, "/repositories").await;
     assert!(page.contains("Create knowledge layer"));
 
     let built = browser
@@ -175,21 +150,14 @@ async fn hostile_repository_is_indexed_safely(backend: Backend) {
         hostile["files"], 6,
         "README, lib.rs, build.py, latin1 and two symlinks"
     );
-    let page = browser
-        .get(app.at("/repositories"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("body");
+    let page = app.page(&browser, "/repositories").await;
     assert!(
         page.contains("skipped: 1 binary, 1 too large"),
         "the page reports what was skipped"
     );
 
     // A bare clone, no work tree, and no token anywhere on disk or in the log.
-    let git_dir = app.data_path.join("git").join(format!("{}.git", ids[0]));
+    let git_dir = clone_dir(&app.data_path, ids[0]);
     assert!(git_dir.join("HEAD").exists() && !git_dir.join(".git").exists());
     let config = std::fs::read_to_string(git_dir.join("config")).expect("config");
     let tokens = app.fake.issued_tokens();
@@ -262,14 +230,12 @@ async fn sync_now_follows_new_commits_and_skips_unchanged_heads(backend: Backend
         "main",
         &[("b.txt", "NEW_TEXT there\n".into())],
     );
-    let synced = browser
-        .post(app.at(&format!("/repositories/{id}/sync")))
-        .send()
-        .await
-        .expect("sync");
+    let synced = app
+        .post(&browser, &format!("/repositories/{id}/sync"))
+        .await;
     assert_eq!(synced.status(), StatusCode::SEE_OTHER);
     let now = poll_for(60, "the new commit is indexed", || async {
-        let repo = repo_json(&browser, &app, id).await;
+        let repo = app.repo_json(&browser, id).await;
         (repo["indexed_commit"] == second_commit.as_str() && repo["state"] == "ready")
             .then_some(repo)
     })
@@ -280,8 +246,8 @@ async fn sync_now_follows_new_commits_and_skips_unchanged_heads(backend: Backend
     assert!(contains(&shard_now, "NEW_TEXT"), "new text is found");
 
     // Unchanged head: fetched, but nothing rebuilt.
-    let shard_dir = app.data_path.join("shards").join(id.to_string());
-    std::fs::write(shard_dir.join("untouched-marker"), b"x").expect("marker");
+    let shard_path = shard_dir(&app.data_path, id);
+    std::fs::write(shard_path.join("untouched-marker"), b"x").expect("marker");
     let indexed_at: Option<i64> =
         sqlx::query_scalar("SELECT indexed_at FROM repositories WHERE id = $1")
             .bind(id)
@@ -289,19 +255,17 @@ async fn sync_now_follows_new_commits_and_skips_unchanged_heads(backend: Backend
             .await
             .expect("indexed_at");
     let fetches = app.fake.requests("/acme/living.git/git-upload-pack");
-    let api = browser
-        .post(app.at(&format!("/api/v1/repositories/{id}/sync")))
-        .send()
-        .await
-        .expect("sync");
+    let api = app
+        .post(&browser, &format!("/api/v1/repositories/{id}/sync"))
+        .await;
     assert_eq!(api.status(), StatusCode::OK);
     wait_until(30, "the sync ran", || async {
         app.fake.requests("/acme/living.git/git-upload-pack") > fetches
-            && repo_json(&browser, &app, id).await["state"] == "ready"
+            && app.repo_json(&browser, id).await["state"] == "ready"
     })
     .await;
     assert!(
-        shard_dir.join("untouched-marker").exists(),
+        shard_path.join("untouched-marker").exists(),
         "the shard was not rebuilt"
     );
     let after: Option<i64> =
@@ -341,7 +305,7 @@ async fn revoked_token_fails_clearly_and_redirects_get_no_credentials(backend: B
         .await
         .expect("bind");
     let redirect_url = format!("http://{}", redirector.local_addr().expect("addr"));
-    let fake = common::fake_bitbucket::FakeBitbucket::start().await;
+    let fake = crate::common::fake_bitbucket::FakeBitbucket::start().await;
     // Another host name for the same server: libgit2 only refuses off-site redirects.
     let target = fake.url().replace("127.0.0.1", "localhost");
     tokio::spawn(async move {
@@ -382,14 +346,7 @@ async fn revoked_token_fails_clearly_and_redirects_get_no_credentials(backend: B
         before,
         "the redirect was not followed"
     );
-    let page = b2
-        .get(other.at("/repositories"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("body");
+    let page = other.page(&b2, "/repositories").await;
     assert!(page.contains("Retry"), "failed rows offer Retry");
 }
 

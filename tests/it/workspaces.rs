@@ -1,12 +1,12 @@
 //! Step 2 and 3 of the journey: linking workspaces, refreshing them, repositories that load
 //! by themselves — and Bitbucket misbehaving meanwhile.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, Options, TestApp, fake_bitbucket::FakeUser, location, wait_until};
-use reqwest::{Client, StatusCode};
+use crate::common::{
+    Backend, Options, TestApp, fake_bitbucket::FakeUser, location, wait_until, workspace,
+};
+use reqwest::StatusCode;
 use serde_json::Value;
 
 on_both_databases!(
@@ -21,16 +21,6 @@ on_both_databases!(
     a_job_of_a_killed_worker_is_taken_again_and_finishes_once,
 );
 
-async fn api(browser: &Client, app: &TestApp, path: &str) -> Value {
-    let r = browser.get(app.at(path)).send().await.expect("api");
-    assert_eq!(r.status(), StatusCode::OK, "{path}");
-    r.json().await.expect("json")
-}
-
-async fn post(browser: &Client, app: &TestApp, path: &str) -> reqwest::Response {
-    browser.post(app.at(path)).send().await.expect("post")
-}
-
 async fn repo_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM repositories")
         .fetch_one(&app.state.db.pool)
@@ -43,14 +33,6 @@ fn member_of(app: &TestApp, user: &FakeUser, slugs: &[&str]) {
         app.fake.add_workspace(slug, &format!("{slug} team"));
         app.fake.add_member(slug, user, "member");
     }
-}
-
-fn workspace<'a>(list: &'a Value, slug: &str) -> &'a Value {
-    list.as_array()
-        .expect("list")
-        .iter()
-        .find(|w| w["slug"] == slug)
-        .unwrap_or_else(|| panic!("no workspace {slug} in {list}"))
 }
 
 async fn zero_one_and_three_workspaces(backend: Backend) {
@@ -76,7 +58,7 @@ async fn zero_one_and_three_workspaces(backend: Backend) {
         "/repositories",
         "one workspace: straight to its repositories"
     );
-    let list = api(&b1, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&b1, "/api/v1/workspaces").await;
     let ws = workspace(&list, "solo-ws");
     assert_eq!(ws["linked"], true);
     assert_eq!(ws["status"], "active");
@@ -85,7 +67,7 @@ async fn zero_one_and_three_workspaces(backend: Backend) {
         "name read from the single-workspace endpoint"
     );
     wait_until(10, "the repository list loads", || async {
-        api(&b1, &app, "/api/v1/repositories")
+        app.get_json(&b1, "/api/v1/repositories")
             .await
             .as_array()
             .expect("list")
@@ -93,14 +75,7 @@ async fn zero_one_and_three_workspaces(backend: Backend) {
             == 1
     })
     .await;
-    let page = b1
-        .get(app.at("/repositories"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("body");
+    let page = app.page(&b1, "/repositories").await;
     assert!(
         page.contains("only-repo")
             && page.contains("Create knowledge layer") == page.contains("Create knowledge layer")
@@ -113,7 +88,7 @@ async fn zero_one_and_three_workspaces(backend: Backend) {
     for slug in ["alpha", "beta", "gamma"] {
         assert!(page.contains(slug));
     }
-    let list = api(&b3, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&b3, "/api/v1/workspaces").await;
     for slug in ["alpha", "beta", "gamma"] {
         let ws = workspace(&list, slug);
         assert_eq!(
@@ -125,9 +100,9 @@ async fn zero_one_and_three_workspaces(backend: Backend) {
     }
     // Link one through the page.
     let id = workspace(&list, "beta")["id"].as_i64().expect("id");
-    let linked = post(&b3, &app, &format!("/workspaces/{id}/link")).await;
+    let linked = app.post(&b3, &format!("/workspaces/{id}/link")).await;
     assert_eq!(linked.status(), StatusCode::SEE_OTHER);
-    let list = api(&b3, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&b3, "/api/v1/workspaces").await;
     assert_eq!(workspace(&list, "beta")["status"], "active");
     assert_eq!(workspace(&list, "alpha")["status"], "inactive");
 }
@@ -145,7 +120,7 @@ async fn a_workspace_with_250_repositories_loads_completely(backend: Backend) {
         repo_count(&app).await == 250
     })
     .await;
-    let list = api(&browser, &app, "/api/v1/repositories").await;
+    let list = app.get_json(&browser, "/api/v1/repositories").await;
     let list = list.as_array().expect("list");
     assert_eq!(list.len(), 250);
     assert!(
@@ -155,7 +130,7 @@ async fn a_workspace_with_250_repositories_loads_completely(backend: Backend) {
     assert_eq!(list[0]["full_name"], "big/repo-000");
     // Largest page size: 3 pages, not 25.
     assert_eq!(app.fake.requests("/2.0/repositories/big"), 3);
-    let ws = api(&browser, &app, "/api/v1/workspaces").await;
+    let ws = app.get_json(&browser, "/api/v1/workspaces").await;
     assert_eq!(workspace(&ws, "big")["repository_count"], 250);
 }
 
@@ -169,11 +144,11 @@ async fn refresh_follows_bitbucket_changes(backend: Backend) {
     app.fake.add_repo("lose", "x");
     let browser = app.browser();
     app.sign_in(&browser, &user).await;
-    let list = api(&browser, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&browser, "/api/v1/workspaces").await;
     for slug in ["keep", "lose"] {
         let id = workspace(&list, slug)["id"].as_i64().expect("id");
         assert_eq!(
-            post(&browser, &app, &format!("/api/v1/workspaces/{id}/link"))
+            app.post(&browser, &format!("/api/v1/workspaces/{id}/link"))
                 .await
                 .status(),
             StatusCode::OK
@@ -183,7 +158,7 @@ async fn refresh_follows_bitbucket_changes(backend: Backend) {
         repo_count(&app).await == 4
     })
     .await;
-    let before = api(&browser, &app, "/api/v1/repositories").await;
+    let before = app.get_json(&browser, "/api/v1/repositories").await;
     let two_id = before
         .as_array()
         .expect("list")
@@ -198,21 +173,14 @@ async fn refresh_follows_bitbucket_changes(backend: Backend) {
     app.fake.delete_repo("keep", "one");
     app.fake.rename_repo("keep", "two", "deux");
 
-    let refreshed = post(&browser, &app, "/workspaces/refresh").await;
+    let refreshed = app.post(&browser, "/workspaces/refresh").await;
     assert_eq!(refreshed.status(), StatusCode::SEE_OTHER);
-    let page = browser
-        .get(app.at("/workspaces"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("body");
+    let page = app.page(&browser, "/workspaces").await;
     assert!(
         page.contains("Refreshed from Bitbucket: 2 workspaces."),
         "flash after refresh"
     );
-    let list = api(&browser, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&browser, "/api/v1/workspaces").await;
     assert_eq!(
         list.as_array().expect("list").len(),
         3,
@@ -223,12 +191,12 @@ async fn refresh_follows_bitbucket_changes(backend: Backend) {
     let lost = workspace(&list, "lose");
     assert_eq!(lost["status"], "inactive");
     wait_until(10, "the lost workspace is purged", || async {
-        let list = api(&browser, &app, "/api/v1/workspaces").await;
+        let list = app.get_json(&browser, "/api/v1/workspaces").await;
         workspace(&list, "lose")["reason"] == "access removed"
     })
     .await;
     wait_until(10, "the keep workspace reloads", || async {
-        let repos = api(&browser, &app, "/api/v1/repositories").await;
+        let repos = app.get_json(&browser, "/api/v1/repositories").await;
         let slugs: Vec<_> = repos
             .as_array()
             .expect("list")
@@ -240,7 +208,7 @@ async fn refresh_follows_bitbucket_changes(backend: Backend) {
             && slugs.contains(&"three".to_owned())
     })
     .await;
-    let repos = api(&browser, &app, "/api/v1/repositories").await;
+    let repos = app.get_json(&browser, "/api/v1/repositories").await;
     let deux = repos
         .as_array()
         .expect("list")
@@ -258,9 +226,9 @@ async fn refresh_follows_bitbucket_changes(backend: Backend) {
         "the lost workspace's and the deleted repository's rows are gone"
     );
     // Refreshing again changes nothing.
-    post(&browser, &app, "/api/v1/workspaces/refresh").await;
+    app.post(&browser, "/api/v1/workspaces/refresh").await;
     assert_eq!(
-        api(&browser, &app, "/api/v1/workspaces")
+        app.get_json(&browser, "/api/v1/workspaces")
             .await
             .as_array()
             .expect("list")
@@ -297,7 +265,7 @@ async fn rate_limits_are_waited_out(backend: Backend) {
     // Without Retry-After: exponential backoff, still no hammering.
     app.fake.fail_next("/2.0/repositories/busy", 429, 3, None);
     let before = app.fake.requests("/2.0/repositories/busy");
-    post(&browser, &app, "/api/v1/workspaces/refresh").await;
+    app.post(&browser, "/api/v1/workspaces/refresh").await;
     wait_until(30, "the reload finishes", || async {
         app.fake.requests("/2.0/repositories/busy") == before + 5
     })
@@ -348,10 +316,11 @@ async fn gone_endpoints_are_not_retried_and_5xx_give_up_visibly(backend: Backend
         .fail_next("/2.0/repositories/broken", 500, 1000, None);
     let browser = app.browser();
     app.sign_in(&browser, &user).await;
-    let list = api(&browser, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&browser, "/api/v1/workspaces").await;
     for slug in ["gone", "broken"] {
         let id = workspace(&list, slug)["id"].as_i64().expect("id");
-        post(&browser, &app, &format!("/api/v1/workspaces/{id}/link")).await;
+        app.post(&browser, &format!("/api/v1/workspaces/{id}/link"))
+            .await;
     }
     wait_until(30, "both loads have failed for good", || async {
         let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'failed'")
@@ -374,14 +343,7 @@ async fn gone_endpoints_are_not_retried_and_5xx_give_up_visibly(backend: Backend
         20,
         "and then it stops"
     );
-    let page = browser
-        .get(app.at("/workspaces"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("body");
+    let page = app.page(&browser, "/workspaces").await;
     assert!(
         page.contains("410 Gone"),
         "visible error for the removed endpoint"
@@ -390,7 +352,7 @@ async fn gone_endpoints_are_not_retried_and_5xx_give_up_visibly(backend: Backend
         page.contains("kept answering 500"),
         "visible error for persistent 500s"
     );
-    let list = api(&browser, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&browser, "/api/v1/workspaces").await;
     assert!(
         workspace(&list, "broken")["error"]
             .as_str()
@@ -406,11 +368,11 @@ async fn revoked_token_turns_workspaces_inactive(backend: Backend) {
     let browser = app.browser();
     app.sign_in(&browser, &user).await;
     assert_eq!(
-        workspace(&api(&browser, &app, "/api/v1/workspaces").await, "ws")["status"],
+        workspace(&app.get_json(&browser, "/api/v1/workspaces").await, "ws")["status"],
         "active"
     );
     app.fake.revoke_user(&user);
-    let refresh = post(&browser, &app, "/api/v1/workspaces/refresh").await;
+    let refresh = app.post(&browser, "/api/v1/workspaces/refresh").await;
     assert_eq!(refresh.status(), StatusCode::BAD_GATEWAY);
     let body: Value = refresh.json().await.expect("json");
     assert!(
@@ -419,18 +381,11 @@ async fn revoked_token_turns_workspaces_inactive(backend: Backend) {
             .expect("message")
             .contains("sign in again")
     );
-    let list = api(&browser, &app, "/api/v1/workspaces").await;
+    let list = app.get_json(&browser, "/api/v1/workspaces").await;
     let ws = workspace(&list, "ws");
     assert_eq!(ws["status"], "inactive");
     assert_eq!(ws["reason"], "sign in again");
-    let page = browser
-        .get(app.at("/workspaces"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("body");
+    let page = app.page(&browser, "/workspaces").await;
     assert!(page.contains("Inactive") && page.contains("sign in again"));
 }
 
@@ -446,7 +401,7 @@ async fn another_user_sees_nothing_and_guesses_get_404(backend: Backend) {
         repo_count(&app).await == 1
     })
     .await;
-    let alice_ws = workspace(&api(&a, &app, "/api/v1/workspaces").await, "alice-ws")["id"]
+    let alice_ws = workspace(&app.get_json(&a, "/api/v1/workspaces").await, "alice-ws")["id"]
         .as_i64()
         .expect("id");
 
@@ -454,27 +409,20 @@ async fn another_user_sees_nothing_and_guesses_get_404(backend: Backend) {
     let page = app.sign_in(&b, &bob).await;
     assert!(!page.contains("alice-ws"));
     assert_eq!(
-        api(&b, &app, "/api/v1/workspaces").await,
+        app.get_json(&b, "/api/v1/workspaces").await,
         Value::Array(vec![])
     );
     assert_eq!(
-        api(&b, &app, "/api/v1/repositories").await,
+        app.get_json(&b, "/api/v1/repositories").await,
         Value::Array(vec![])
     );
-    let repos_page = b
-        .get(app.at("/repositories"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("body");
+    let repos_page = app.page(&b, "/repositories").await;
     assert!(!repos_page.contains("secret-repo"));
     for path in [
         format!("/api/v1/workspaces/{alice_ws}/link"),
         format!("/api/v1/workspaces/{alice_ws}/disconnect"),
     ] {
-        let r = post(&b, &app, &path).await;
+        let r = app.post(&b, &path).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         let body: Value = r.json().await.expect("json");
         assert_eq!(body["error"]["code"], "not_found");
@@ -484,7 +432,7 @@ async fn another_user_sees_nothing_and_guesses_get_404(backend: Backend) {
         format!("/workspaces/{alice_ws}/disconnect"),
     ] {
         assert_eq!(
-            post(&b, &app, &path).await.status(),
+            app.post(&b, &path).await.status(),
             StatusCode::NOT_FOUND,
             "{path}"
         );
@@ -496,7 +444,7 @@ async fn another_user_sees_nothing_and_guesses_get_404(backend: Backend) {
         .expect("get");
     assert_eq!(confirm.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        workspace(&api(&a, &app, "/api/v1/workspaces").await, "alice-ws")["status"],
+        workspace(&app.get_json(&a, "/api/v1/workspaces").await, "alice-ws")["status"],
         "active",
         "Alice unaffected"
     );
@@ -512,14 +460,16 @@ async fn a_job_of_a_killed_worker_is_taken_again_and_finishes_once(backend: Back
     }
     let browser = first.browser();
     first.sign_in(&browser, &user).await;
-    let id = workspace(&api(&browser, &first, "/api/v1/workspaces").await, "ws1")["id"]
+    let id = workspace(&first.get_json(&browser, "/api/v1/workspaces").await, "ws1")["id"]
         .as_i64()
         .expect("id");
     // The second page hangs, so the worker is mid-way when the process goes down.
     first
         .fake
         .set_latency("/2.0/repositories/ws1", Duration::from_secs(3));
-    post(&browser, &first, &format!("/api/v1/workspaces/{id}/link")).await;
+    first
+        .post(&browser, &format!("/api/v1/workspaces/{id}/link"))
+        .await;
     wait_until(10, "the job is running", || async {
         let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'running'")
             .fetch_one(&first.state.db.pool)

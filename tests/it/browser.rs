@@ -10,19 +10,17 @@
 //! `target/e2e-screenshots/dark/`. Every codelayer page must also fit the window width and show
 //! no raw error or debug text.
 
-mod common;
-
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use base64::Engine as _;
-use common::{
+use crate::common::{
     Backend, TestApp,
     fake_bitbucket::{FakeFile, FakeUser},
 };
+use base64::Engine as _;
 use fantoccini::{
     Client, ClientBuilder, Locator, elements::Element, wd::WebDriverCompatibleCommand,
 };
@@ -562,17 +560,24 @@ async fn the_whole_journey_in_chromium() {
     let state_of = |name: &'static str| {
         let c = &c;
         async move {
-            let cell = c
-                .find(Locator::XPath(&format!("{}//*[@data-state]", row(name))))
-                .await
-                .expect("state cell");
-            (
-                cell.attr("data-state")
+            // The live update replaces the cell as the state changes: when it was replaced
+            // between finding and reading it, read the new one.
+            let mut stale = 0;
+            loop {
+                let cell = c
+                    .find(Locator::XPath(&format!("{}//*[@data-state]", row(name))))
                     .await
-                    .expect("attr")
-                    .unwrap_or_default(),
-                cell.text().await.expect("text"),
-            )
+                    .expect("state cell");
+                let read = async {
+                    let state = cell.attr("data-state").await?.unwrap_or_default();
+                    Ok::<_, fantoccini::error::CmdError>((state, cell.text().await?))
+                };
+                match read.await {
+                    Ok(read) => return read,
+                    Err(e) if e.is_stale_element_reference() && stale < 20 => stale += 1,
+                    Err(e) => panic!("the state of {name}: {e}"),
+                }
+            }
         }
     };
     let (first, text) = state_of("acme/api-server").await;

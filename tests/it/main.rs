@@ -1,0 +1,16 @@
+//! The integration tests, as one binary (`cargo test --test it`; `cargo test --test it purge::`
+//! runs one module). Every module drives a real app on a random port through its HTTP API,
+//! against its own database and its own fake Bitbucket (see `common`).
+
+#[macro_use]
+mod common;
+
+mod browser;
+mod deployment;
+mod fake_bitbucket;
+mod knowledge_layer;
+mod mcp;
+mod purge;
+mod search;
+mod sign_in;
+mod workspaces;
