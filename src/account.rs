@@ -160,7 +160,10 @@ pub async fn page(
         .await?;
     let sealed: Option<SealedToken> = session.remove(NEW_TOKEN_KEY).await.ok().flatten();
     let new_token = sealed.and_then(|t| {
-        let token = state.secrets.open(&t.sealed, &new_token_context(user.id)).ok()?;
+        let token = state
+            .secrets
+            .open(&t.sealed, &new_token_context(user.id))
+            .ok()?;
         Some(NewToken {
             id: t.id,
             name: t.name,
@@ -197,7 +200,9 @@ pub async fn create_form(
             // it rests there, so the sessions table never holds a usable token.
             let sealed = SealedToken {
                 id: token.id,
-                sealed: state.secrets.seal(&token.token, &new_token_context(user.id)),
+                sealed: state
+                    .secrets
+                    .seal(&token.token, &new_token_context(user.id)),
                 name: token.name,
             };
             session

@@ -17,10 +17,8 @@ use tower_sessions::{
     cookie::{SameSite, time::Duration as CookieDuration},
 };
 
-use crate::{
-    account, identity, mcp, pages, repositories, search, signin, workspaces, worker,
-};
 pub use crate::state::{AppState, Tuning};
+use crate::{account, identity, mcp, pages, repositories, search, signin, worker, workspaces};
 
 /// A ready-to-serve application: connected, migrated, with its background tasks defined.
 pub struct App {

@@ -55,7 +55,10 @@ impl Gate {
     }
 
     fn semaphore_of(&self, user: UserId) -> Arc<Semaphore> {
-        let mut users = self.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut users = self
+            .users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Forget idle users now and then, so the map stays as small as the active set.
         if users.len() > 1024 {
             let per_user = self.per_user;
@@ -83,11 +86,20 @@ mod tests {
         let a1 = gate.enter(user(1), wait).await;
         let a2 = gate.enter(user(1), wait).await;
         assert!(a1.is_some() && a2.is_some());
-        assert!(gate.enter(user(1), wait).await.is_none(), "a third for the same user waits");
+        assert!(
+            gate.enter(user(1), wait).await.is_none(),
+            "a third for the same user waits"
+        );
         let b = gate.enter(user(2), wait).await;
         assert!(b.is_some(), "another user still gets in");
-        assert!(gate.enter(user(3), wait).await.is_none(), "all places are taken");
+        assert!(
+            gate.enter(user(3), wait).await.is_none(),
+            "all places are taken"
+        );
         drop(a1);
-        assert!(gate.enter(user(3), wait).await.is_some(), "a freed place is given again");
+        assert!(
+            gate.enter(user(3), wait).await.is_some(),
+            "a freed place is given again"
+        );
     }
 }

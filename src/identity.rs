@@ -34,7 +34,11 @@ pub async fn signed_in(
     state: &AppState,
     session: &Session,
 ) -> Result<Option<CurrentUser>, AppError> {
-    let Some(user_id) = session.get::<UserId>(USER_ID_KEY).await.map_err(session_error)? else {
+    let Some(user_id) = session
+        .get::<UserId>(USER_ID_KEY)
+        .await
+        .map_err(session_error)?
+    else {
         return Ok(None);
     };
     let user = load_user(state, user_id).await?;

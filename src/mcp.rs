@@ -307,7 +307,10 @@ impl CodeTools {
         let repo = self.repository(user.id, &args.repository).await?;
         let filter = args.path_prefix.filter(|p| !p.is_empty());
         // Compiled once, before any path is read; a bad glob is the caller's error.
-        let glob = match filter.as_deref().filter(|p| p.contains(['*', '?', '[', '{'])) {
+        let glob = match filter
+            .as_deref()
+            .filter(|p| p.contains(['*', '?', '[', '{']))
+        {
             Some(g) => Some(
                 PathMatcher::new(&PathFilter::Glob(g.to_owned()))
                     .map_err(|e| format!("the glob was not understood: {e}"))?,

@@ -10,12 +10,7 @@ use axum::{
 };
 use tower_sessions::Session;
 
-use crate::{
-    error::AppError,
-    identity,
-    ids::CurrentUser,
-    state::AppState,
-};
+use crate::{error::AppError, identity, ids::CurrentUser, state::AppState};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "home.html")]
@@ -98,4 +93,3 @@ fn javascript(body: &'static str) -> impl IntoResponse {
         body,
     )
 }
-

@@ -45,11 +45,12 @@ pub async fn repository(state: &AppState, repo_id: RepoId) -> Result<(), JobErro
 
 /// The `PurgeWorkspace` job: the workspace row stays (Inactive), everything under it goes.
 pub async fn workspace(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobError> {
-    let repos: Vec<RepoId> = sqlx::query_scalar("SELECT id FROM repositories WHERE workspace_id = $1")
-        .bind(workspace_id)
-        .fetch_all(&state.db.pool)
-        .await
-        .map_err(retry)?;
+    let repos: Vec<RepoId> =
+        sqlx::query_scalar("SELECT id FROM repositories WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_all(&state.db.pool)
+            .await
+            .map_err(retry)?;
     wait_for_running_work(
         state,
         std::iter::once(dedupe_key(JobKind::LoadRepositories, workspace_id.get())).chain(
@@ -86,10 +87,10 @@ pub async fn user(state: &AppState, user_id: UserId) -> Result<(), JobError> {
         .map_err(retry)?;
     let workspaces: Vec<WorkspaceId> =
         sqlx::query_scalar("SELECT id FROM workspaces WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_all(&state.db.pool)
-        .await
-        .map_err(retry)?;
+            .bind(user_id)
+            .fetch_all(&state.db.pool)
+            .await
+            .map_err(retry)?;
     wait_for_running_work(
         state,
         workspaces

@@ -250,5 +250,3 @@ fn sign_in_error(status: u16, title: &str, message: &str) -> AppError {
         message: message.to_owned(),
     }
 }
-
-

@@ -54,9 +54,8 @@ async fn run_one(state: &AppState, claimed: Claimed, worker: usize) {
         let queue = state.queue.clone();
         let id = claimed.id;
         tokio::spawn(async move {
-            let period = Duration::from_millis(
-                u64::try_from(queue.lease_secs * 1000 / 3).unwrap_or(20_000),
-            );
+            let period =
+                Duration::from_millis(u64::try_from(queue.lease_secs * 1000 / 3).unwrap_or(20_000));
             loop {
                 tokio::time::sleep(period).await;
                 if let Err(e) = queue.renew(id).await {

@@ -16,4 +16,3 @@ pub fn hash_api_token(token: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
-

@@ -11,8 +11,8 @@ use tower_sessions::{
     session_store::{Error, Result},
 };
 
-use crate::ids::UserId;
 use crate::db::{Db, now};
+use crate::ids::UserId;
 
 /// The session key holding the signed-in user's id.
 pub const USER_ID_KEY: &str = "user_id";
@@ -43,7 +43,10 @@ fn backend(e: sqlx::Error) -> Error {
 }
 
 fn user_of(record: &Record) -> Option<i64> {
-    record.data.get(USER_ID_KEY).and_then(serde_json::Value::as_i64)
+    record
+        .data
+        .get(USER_ID_KEY)
+        .and_then(serde_json::Value::as_i64)
 }
 
 #[async_trait]

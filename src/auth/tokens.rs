@@ -270,7 +270,10 @@ impl TokenKeeper {
     }
 
     fn lock_for(&self, user_id: UserId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.entry(user_id).or_default().clone()
     }
 }

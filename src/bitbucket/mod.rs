@@ -15,11 +15,11 @@ use url::Url;
 
 pub use types::{BbRepository, BbUser, BbWorkspace, Page, WorkspaceAccess, WorkspaceMembership};
 
-use crate::ids::UserId;
 use crate::auth::{
     oauth::describe_transport,
     tokens::{TokenError, TokenKeeper},
 };
+use crate::ids::UserId;
 
 /// Why a Bitbucket call failed, in words a page can show.
 #[derive(Debug, thiserror::Error)]

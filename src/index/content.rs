@@ -56,7 +56,10 @@ impl ContentWriter {
 
     /// Flushes and fsyncs the file.
     pub(crate) fn finish(self) -> io::Result<()> {
-        let file = self.file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         file.sync_all()
     }
 }

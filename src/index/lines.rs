@@ -116,7 +116,10 @@ pub(crate) fn cut_around_match(
     let shift = lead.len();
     (
         format!("{lead}{text}{tail}"),
-        moved.into_iter().map(|(s, e)| (s + shift, e + shift)).collect(),
+        moved
+            .into_iter()
+            .map(|(s, e)| (s + shift, e + shift))
+            .collect(),
     )
 }
 
@@ -207,7 +210,11 @@ mod tests {
         let mut line = vec![b'a'; 1_000_000];
         line[500_000..500_006].copy_from_slice(b"needle");
         let (text, ranges) = cut_around_match(&line, &[(500_000, 500_006)]);
-        assert!(text.len() <= MAX_LINE_BYTES + 2 * ELLIPSIS.len(), "{}", text.len());
+        assert!(
+            text.len() <= MAX_LINE_BYTES + 2 * ELLIPSIS.len(),
+            "{}",
+            text.len()
+        );
         assert!(text.starts_with(ELLIPSIS) && text.ends_with(ELLIPSIS));
         assert_eq!(&text[ranges[0].0..ranges[0].1], "needle");
         // A match at the very start keeps the line's start and loses only its tail.

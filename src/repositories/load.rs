@@ -30,7 +30,8 @@ pub async fn run(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobE
     let listed = match state
         .bitbucket
         .repositories(Caller::background(user_id), &slug)
-        .await {
+        .await
+    {
         Ok(listed) => listed,
         Err(BbError::NoAccess) => {
             tracing::info!(

@@ -357,8 +357,8 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
     // A crash between marking a purge and queueing it must not leave it undone.
     let workspaces: Vec<WorkspaceId> =
         sqlx::query_scalar("SELECT id FROM workspaces WHERE purging = 1")
-        .fetch_all(&state.db.pool)
-        .await?;
+            .fetch_all(&state.db.pool)
+            .await?;
     for workspace_id in workspaces {
         state.enqueue(&Job::PurgeWorkspace { workspace_id }).await?;
     }

@@ -253,7 +253,13 @@ async fn search_shards(
             for repo in chunk {
                 if stop.reached() {
                     // Shards not looked at make the answer partial, like a stopped shard.
-                    out.push((repo, ShardResult { partial: true, ..ShardResult::default() }));
+                    out.push((
+                        repo,
+                        ShardResult {
+                            partial: true,
+                            ..ShardResult::default()
+                        },
+                    ));
                     continue;
                 }
                 let shard = match state.shards.get(repo.id) {

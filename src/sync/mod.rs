@@ -6,8 +6,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use tokio::sync::watch;
 use serde::Serialize;
+use tokio::sync::watch;
 use url::Url;
 
 use crate::{
@@ -107,7 +107,11 @@ pub async fn run(state: &AppState, repo_id: RepoId) -> Result<(), JobError> {
 }
 
 /// Shows a build's failure on the repository row, with the reason (the page offers Retry).
-pub async fn mark_failed(state: &AppState, repo_id: RepoId, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn mark_failed(
+    state: &AppState,
+    repo_id: RepoId,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE repositories SET state = $2, progress = '', error = $3 WHERE id = $1")
         .bind(repo_id)
         .bind(RepoState::Failed.as_str())

@@ -117,7 +117,10 @@ const SELECT_WORKSPACES: &str = "SELECT w.id, w.uuid, w.slug, w.name, w.permissi
     FROM workspaces w WHERE w.user_id = $1";
 
 /// Every workspace of the user, with its status.
-pub async fn list_for_user(state: &AppState, user_id: UserId) -> Result<Vec<WorkspaceView>, AppError> {
+pub async fn list_for_user(
+    state: &AppState,
+    user_id: UserId,
+) -> Result<Vec<WorkspaceView>, AppError> {
     let rows: Vec<WorkspaceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_WORKSPACES} ORDER BY lower(w.name), w.id"
     )))

@@ -3,11 +3,11 @@
 use std::collections::HashSet;
 
 use crate::{
-    ids::{UserId, WorkspaceId},
-    state::AppState,
     bitbucket::{BbError, BbWorkspace, Caller},
     db::{flag, now},
+    ids::{UserId, WorkspaceId},
     jobs::{Job, JobError},
+    state::AppState,
 };
 
 /// What a refresh found.

@@ -35,7 +35,7 @@ fn files() -> Vec<(&'static str, FakeFile)> {
     ]
 }
 
-async fn token(browser: &reqwest::Client, app: &TestApp) -> (i64, String) {
+pub(crate) async fn token(browser: &reqwest::Client, app: &TestApp) -> (i64, String) {
     let made: Value = browser
         .post(app.at("/api/v1/account/tokens"))
         .json(&json!({"name": "assistant"}))
@@ -51,14 +51,14 @@ async fn token(browser: &reqwest::Client, app: &TestApp) -> (i64, String) {
     )
 }
 
-async fn client(app: &TestApp, token: &str) -> RunningService<RoleClient, ()> {
+pub(crate) async fn client(app: &TestApp, token: &str) -> RunningService<RoleClient, ()> {
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(app.at("/mcp")).auth_header(token),
     );
     ().serve(transport).await.expect("MCP initialize")
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &RunningService<RoleClient, ()>,
     tool: &'static str,
     args: Value,
@@ -70,7 +70,7 @@ async fn call(
         .expect("tool call answered")
 }
 
-fn text(result: &CallToolResult) -> String {
+pub(crate) fn text(result: &CallToolResult) -> String {
     result
         .content
         .iter()
@@ -79,7 +79,7 @@ fn text(result: &CallToolResult) -> String {
         .join("\n")
 }
 
-fn failed(result: &CallToolResult) -> bool {
+pub(crate) fn failed(result: &CallToolResult) -> bool {
     result.is_error == Some(true)
 }
 

@@ -660,7 +660,7 @@ async fn a_purge_interrupted_between_steps_finishes_after_a_restart(backend: Bac
     // A process claimed the purge and died half-way: its lease still holds …
     let key = format!("purge_workspace:{}", gone.workspace_id);
     let payload = serde_json::to_string(&Job::PurgeWorkspace {
-        workspace_id: gone.workspace_id,
+        workspace_id: crate::common::job_payload_id(gone.workspace_id),
     })
     .expect("json");
     let now = codelayer::db::now();
@@ -743,13 +743,16 @@ async fn a_purge_interrupted_between_steps_finishes_after_a_restart(backend: Bac
     assert_workspace_purged(&second, &browser, &gone, &kept).await;
 
     // Running the purge twice is harmless: directly, and as a queued job.
-    codelayer::purge::workspace(&second.state, gone.workspace_id)
-        .await
-        .expect("a second run succeeds");
+    codelayer::purge::workspace(
+        &second.state,
+        crate::common::job_payload_id(gone.workspace_id),
+    )
+    .await
+    .expect("a second run succeeds");
     second
         .state
         .enqueue(&Job::PurgeWorkspace {
-            workspace_id: gone.workspace_id,
+            workspace_id: crate::common::job_payload_id(gone.workspace_id),
         })
         .await
         .expect("enqueue");

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use codelayer::bitbucket::Caller;
+
 use crate::common::{Backend, Options, TestApp, captured_logs, location};
 use reqwest::{StatusCode, header};
 
@@ -39,7 +41,7 @@ async fn user_count(app: &TestApp) -> i64 {
         .expect("count")
 }
 
-async fn user_id(app: &TestApp) -> i64 {
+async fn user_id(app: &TestApp) -> codelayer::ids::UserId {
     sqlx::query_scalar("SELECT id FROM users")
         .fetch_one(&app.state.db.pool)
         .await
@@ -456,7 +458,7 @@ async fn tokens_are_encrypted_at_rest_and_never_logged(backend: Backend) {
     app.fake.expire_access_tokens(&_user);
     app.state
         .bitbucket
-        .current_user(id)
+        .current_user(Caller::interactive(id))
         .await
         .expect("refreshes after 401");
 
@@ -504,7 +506,7 @@ async fn access_token_is_refreshed_before_expiry(backend: Backend) {
     let me = app
         .state
         .bitbucket
-        .current_user(id)
+        .current_user(Caller::interactive(id))
         .await
         .expect("works after expiry");
     assert_eq!(me.display_name, "Ada Lovelace");
@@ -521,7 +523,7 @@ async fn fifty_concurrent_calls_with_an_expired_token_refresh_once(backend: Back
     let before = app.fake.token_requests("refresh_token");
     let calls = (0..50).map(|_| {
         let bitbucket = app.state.bitbucket.clone();
-        tokio::spawn(async move { bitbucket.current_user(id).await })
+        tokio::spawn(async move { bitbucket.current_user(Caller::interactive(id)).await })
     });
     let results = futures_join(calls).await;
     assert_eq!(
@@ -544,7 +546,7 @@ async fn fifty_concurrent_401s_refresh_once(backend: Backend) {
     let before = app.fake.token_requests("refresh_token");
     let calls = (0..50).map(|_| {
         let bitbucket = app.state.bitbucket.clone();
-        tokio::spawn(async move { bitbucket.current_user(id).await })
+        tokio::spawn(async move { bitbucket.current_user(Caller::interactive(id)).await })
     });
     let results = futures_join(calls).await;
     assert_eq!(
@@ -568,7 +570,7 @@ async fn revoked_grant_means_sign_in_again_but_stays_signed_in(backend: Backend)
     let err = app
         .state
         .bitbucket
-        .current_user(id)
+        .current_user(Caller::interactive(id))
         .await
         .expect_err("revoked");
     assert_eq!(err.to_string(), "Bitbucket access ended: sign in again");
@@ -578,7 +580,13 @@ async fn revoked_grant_means_sign_in_again_but_stays_signed_in(backend: Backend)
         "one refresh try, no loop"
     );
     // Later calls do not even try.
-    assert!(app.state.bitbucket.current_user(id).await.is_err());
+    assert!(
+        app.state
+            .bitbucket
+            .current_user(Caller::interactive(id))
+            .await
+            .is_err()
+    );
     assert_eq!(app.fake.token_requests("refresh_token") - before, 1);
     let account = browser
         .get(app.at("/account"))
@@ -599,7 +607,13 @@ async fn revoked_grant_means_sign_in_again_but_stays_signed_in(backend: Backend)
     );
     // Signing in again restores the connection.
     app.sign_in(&browser, &user).await;
-    assert!(app.state.bitbucket.current_user(id).await.is_ok());
+    assert!(
+        app.state
+            .bitbucket
+            .current_user(Caller::interactive(id))
+            .await
+            .is_ok()
+    );
 }
 
 async fn cross_site_posts_are_refused(backend: Backend) {

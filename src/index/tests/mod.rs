@@ -373,7 +373,13 @@ fn a_tree_bomb_stops_at_the_entry_limit() -> Result<(), IndexError> {
     };
     let out = TempDir::new()?;
     let started = std::time::Instant::now();
-    let stats = build_shard(dir.path(), commit, &out.path().join("s"), &limits, &|_, _| {})?;
+    let stats = build_shard(
+        dir.path(),
+        commit,
+        &out.path().join("s"),
+        &limits,
+        &|_, _| {},
+    )?;
     assert_eq!(stats.stopped_at_entries, Some(50_000), "{stats:?}");
     assert_eq!(stats.files, 1_000);
     assert!(stats.skipped_over_file_limit > 0, "{stats:?}");

@@ -89,12 +89,7 @@ fn skipped_files_are_never_found() {
         std::fs::read_to_string("/etc/passwd").is_ok_and(|p| p.contains("root:x:0:0")),
         "the symlink check needs /etc/passwd"
     );
-    for needle in [
-        "binaryneedle",
-        "bigneedle",
-        "root:x:0:0",
-        "submoduleneedle",
-    ] {
+    for needle in ["binaryneedle", "bigneedle", "root:x:0:0", "submoduleneedle"] {
         assert_eq!(run(&words(&[needle])).total_files, 0, "{needle}");
     }
     // The same search finds indexed text, so a zero above means "skipped", not "broken".

@@ -581,6 +581,16 @@ pub fn spawn_server(
     database_url: &str,
     fake_url: &str,
 ) -> std::process::Child {
+    spawn_server_with(data, database_url, fake_url, &[])
+}
+
+/// Like [`spawn_server`], with extra configuration (the last of a key wins).
+pub fn spawn_server_with(
+    data: &std::path::Path,
+    database_url: &str,
+    fake_url: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_codelayer"))
         .arg("serve")
         .env_clear()
@@ -593,8 +603,15 @@ pub fn spawn_server(
         .env("BITBUCKET_AUTH_URL", fake_url)
         .env("BITBUCKET_API_URL", fake_url)
         .env("BITBUCKET_GIT_URL", fake_url)
+        .envs(extra.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("codelayer serve starts")
+}
+
+/// An id as a job payload carries it (ids are otherwise only read from rows or made by the
+/// authentication extractors; a test that plays a job needs one from a number).
+pub fn job_payload_id<T: serde::de::DeserializeOwned>(id: i64) -> T {
+    serde_json::from_value(serde_json::json!(id)).expect("an id from a number")
 }

@@ -68,6 +68,29 @@ pub(super) fn commit_files(
     Ok(id.to_string())
 }
 
+/// A commit of an existing tree on `branch` (after its current head, if any).
+pub(super) fn commit_tree(path: &FsPath, branch: &str, tree: &str) -> Result<String, git2::Error> {
+    let repo = git2::Repository::open_bare(path)?;
+    let tree = repo.find_tree(git2::Oid::from_str(tree)?)?;
+    let refname = format!("refs/heads/{branch}");
+    let parent = match repo.refname_to_id(&refname) {
+        Ok(id) => Some(repo.find_commit(id)?),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let sig = git2::Signature::now("Fake Bitbucket", "fake@bitbucket.invalid")?;
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    let id = repo.commit(
+        Some(&refname),
+        &sig,
+        &sig,
+        "A prepared tree",
+        &tree,
+        &parents,
+    )?;
+    Ok(id.to_string())
+}
+
 fn insert<'a>(
     dir: &mut BTreeMap<&'a str, Node<'a>>,
     path: &'a str,
@@ -241,9 +264,8 @@ async fn upload_pack(
         Ok(dir) => dir,
         Err(refusal) => return refusal.into_response(),
     };
-    let body = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
-        Ok(b) => b,
-        Err(_) => return text(StatusCode::BAD_REQUEST, "Could not read the request body\n"),
+    let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
+        return text(StatusCode::BAD_REQUEST, "Could not read the request body\n");
     };
     run_backend(
         &shared,

@@ -290,11 +290,10 @@ pub(super) fn apply_fields(value: Value, spec: &str) -> Value {
     let mut keep: Vec<Vec<&str>> = Vec::new();
     let mut drop: Vec<Vec<&str>> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // `+extra` asks for more than the default: every answer here is already complete.
         if let Some(rest) = item.strip_prefix('-') {
             drop.push(rest.split('.').collect());
-        } else if item.starts_with('+') {
-            continue;
-        } else {
+        } else if !item.starts_with('+') {
             keep.push(item.split('.').collect());
         }
     }
@@ -310,7 +309,7 @@ pub(super) fn apply_fields(value: Value, spec: &str) -> Value {
 }
 
 fn select(value: Value, paths: &[Vec<&str>]) -> Value {
-    if paths.iter().any(|p| p.is_empty()) {
+    if paths.iter().any(std::vec::Vec::is_empty) {
         return value;
     }
     match value {

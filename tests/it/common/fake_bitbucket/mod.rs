@@ -274,6 +274,31 @@ impl FakeBitbucket {
         self.shared.git_root.join(&repo.dir)
     }
 
+    /// The bare repository behind `workspace/slug`, for tests that write objects themselves.
+    pub fn git_dir(&self, workspace: &str, slug: &str) -> PathBuf {
+        self.repo_path(workspace, slug)
+    }
+
+    /// Commits an existing tree object (e.g. made with `git mktree` in [`Self::git_dir`])
+    /// to `branch`, which becomes the main branch if there is none; returns the sha.
+    pub fn commit_tree(&self, workspace: &str, slug: &str, branch: &str, tree: &str) -> String {
+        let path = self.repo_path(workspace, slug);
+        let sha = git::commit_tree(&path, branch, tree)
+            .unwrap_or_else(|e| panic!("fake Bitbucket: cannot commit tree {tree}: {e}"));
+        let mut st = self.lock();
+        let repo = st
+            .repo_mut(workspace, slug)
+            .unwrap_or_else(|| panic!("fake Bitbucket: {workspace}/{slug} vanished"));
+        if repo.mainbranch.is_none() {
+            git::set_head(&path, branch)
+                .unwrap_or_else(|e| panic!("fake Bitbucket: cannot set HEAD: {e}"));
+            repo.mainbranch = Some(branch.to_owned());
+        }
+        repo.updated_on = timestamp();
+        repo.size = git::disk_size(&path);
+        sha
+    }
+
     /// Replaces the whole tree of `branch` with exactly `files` in a new commit and returns
     /// its sha. The first branch ever committed becomes the main branch and HEAD.
     pub fn commit(
