@@ -261,6 +261,7 @@ impl Config {
             max_tree_depth: self.max_tree_depth,
             max_tree_entries: self.max_tree_entries,
             max_total_bytes: self.max_index_bytes,
+            ..crate::index::Limits::default()
         }
     }
 

@@ -50,31 +50,43 @@ fn line_at<'a>(content: &'a [u8], starts: &[usize], i: usize) -> &'a [u8] {
 
 /// Builds the returned lines from matches given as (line index, start, end) with offsets
 /// relative to the line start; returns at most `max_lines` lines and the count of all
-/// matching lines.
+/// matching lines. Lines in `definitions` (sorted line indices) are marked and chosen
+/// before the others, so a definition far down a file is not crowded out by its uses.
 pub(crate) fn line_matches(
     content: &[u8],
     starts: &[usize],
     mut hits: Vec<(usize, usize, usize)>,
     max_lines: usize,
+    definitions: &[usize],
 ) -> (Vec<LineMatch>, usize) {
     hits.sort_unstable();
-    let mut out = Vec::new();
-    let mut count = 0;
-    let mut i = 0;
-    while i < hits.len() {
-        let line = hits[i].0;
-        let mut ranges: Vec<(usize, usize)> = Vec::new();
-        while i < hits.len() && hits[i].0 == line {
-            let (_, s, e) = hits[i];
-            match ranges.last_mut() {
+    // (line, merged ranges) of every matching line; only the chosen ones are cut out.
+    let mut grouped: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+    for (line, s, e) in hits {
+        match grouped.last_mut() {
+            Some((l, ranges)) if *l == line => match ranges.last_mut() {
                 Some(last) if s <= last.1 => last.1 = last.1.max(e),
                 _ => ranges.push((s, e)),
-            }
-            i += 1;
+            },
+            _ => grouped.push((line, vec![(s, e)])),
         }
-        count += 1;
-        if out.len() >= max_lines {
+    }
+    let count = grouped.len();
+    let is_def = |line: usize| definitions.binary_search(&line).is_ok();
+    let defs = grouped.iter().filter(|(l, _)| is_def(*l)).count().min(max_lines);
+    let (mut others, mut def_room) = (max_lines - defs, defs);
+    let mut out = Vec::new();
+    for (line, ranges) in grouped {
+        let definition = is_def(line);
+        if !definition {
+            if others == 0 {
+                continue;
+            }
+            others -= 1;
+        } else if def_room == 0 {
             continue;
+        } else {
+            def_room -= 1;
         }
         let bytes = line_at(content, starts, line);
         let (text, ranges) = cut_around_match(bytes, &ranges);
@@ -87,6 +99,7 @@ pub(crate) fn line_matches(
                 .map(|b| context_line(line_at(content, starts, b))),
             after: (line + 1 < starts.len())
                 .then(|| context_line(line_at(content, starts, line + 1))),
+            definition,
         });
     }
     (out, count)
@@ -234,7 +247,7 @@ mod tests {
         let content = b"one\r\ntwo foo\r\nthree foo foo\r\n";
         let starts = line_starts(content);
         let hits = vec![(1, 4, 7), (2, 6, 9), (2, 10, 13)];
-        let (lines, count) = line_matches(content, &starts, hits, 1);
+        let (lines, count) = line_matches(content, &starts, hits, 1, &[]);
         assert_eq!(count, 2);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].line, 2);
@@ -242,5 +255,12 @@ mod tests {
         assert_eq!(lines[0].ranges, [(4, 7)]);
         assert_eq!(lines[0].before.as_deref(), Some("one"));
         assert_eq!(lines[0].after.as_deref(), Some("three foo foo"));
+        assert!(!lines[0].definition);
+        // A definition line wins the one place, and is marked.
+        let hits = vec![(1, 4, 7), (2, 6, 9)];
+        let (lines, count) = line_matches(content, &starts, hits, 1, &[2]);
+        assert_eq!(count, 2);
+        assert_eq!(lines[0].line, 3);
+        assert!(lines[0].definition);
     }
 }

@@ -24,6 +24,8 @@ struct Hit {
     path_match: bool,
     word_match: bool,
     score: f32,
+    /// Symbols of this file the query names (`sym:` matches and defined words).
+    defined: Vec<u32>,
 }
 
 impl Shard {
@@ -47,10 +49,23 @@ impl Shard {
     ) -> Result<ShardResult, IndexError> {
         let (must, must_not) = (&query.must, &query.must_not);
         let mut partial = false;
-        let candidates: Box<dyn Iterator<Item = u32>> = match self.candidates(&query.q)? {
-            Some(docs) => Box::new(docs.into_iter()),
-            None => Box::new(0..self.docs.len() as u32),
-        };
+        // `sym:` narrows the candidates to files defining a match, before any content is read.
+        let mut sym_docs =
+            (!query.symbols.is_empty()).then(|| self.symbol_docs(&query.symbols));
+        let sym_excluded = self.symbol_excluded(&query.symbols_not);
+        let mut identifier_defs = self.identifier_defs(&query.identifiers);
+        let candidates: Box<dyn Iterator<Item = u32>> =
+            match (self.candidates(&query.q)?, &sym_docs) {
+                (Some(docs), None) => Box::new(docs.into_iter()),
+                (None, None) => Box::new(0..self.docs.len() as u32),
+                (None, Some(defining)) => Box::new(defining.keys().copied().collect::<Vec<_>>().into_iter()),
+                (Some(docs), Some(defining)) => Box::new(
+                    docs.into_iter()
+                        .filter(|d| defining.contains_key(d))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                ),
+            };
         let (mut content, mut scratch) = (Vec::new(), Vec::new());
         let mut scanned = 0u64;
         let mut truncated = false;
@@ -62,14 +77,20 @@ impl Shard {
             }
             let doc = &self.docs[d as usize];
             let path = doc.path.as_str();
-            if !query.accepts(path, self.lang(doc)) {
+            if !query.accepts(path, self.lang(doc)) || sym_excluded.contains(&d) {
                 continue;
             }
+            let mut defined = sym_docs
+                .as_mut()
+                .and_then(|m| m.remove(&d))
+                .unwrap_or_default();
+            defined.extend(identifier_defs.remove(&d).unwrap_or_default());
             let mut hit = Hit {
                 doc: d,
                 path_match: false,
                 word_match: false,
                 score: 0.0,
+                defined,
             };
             if !must.is_empty() || !must_not.is_empty() {
                 if scanned > MAX_SCAN_BYTES {
@@ -97,7 +118,14 @@ impl Shard {
         let bm25 = self.bm25(&hits, &query.words)?;
         for (hit, bm25) in hits.iter_mut().zip(bm25) {
             let path_len = self.docs[hit.doc as usize].path.len() as f32;
-            hit.score = if hit.path_match { PATH_BONUS } else { 0.0 }
+            let exact = |name: &str| {
+                query.symbols.iter().any(|m| m.exact(name))
+                    || query.identifiers.iter().any(|(w, cs)| {
+                        if *cs { w == name } else { w.eq_ignore_ascii_case(name) }
+                    })
+            };
+            hit.score = self.definition_bonus(&hit.defined, exact)
+                + if hit.path_match { PATH_BONUS } else { 0.0 }
                 + if hit.word_match { WORD_BONUS } else { 0.0 }
                 + bm25.min(MAX_BM25)
                 + 0.99 / (1.0 + path_len);
@@ -117,18 +145,35 @@ impl Shard {
         for hit in hits {
             let doc = &self.docs[hit.doc as usize];
             let (mut matches, mut match_count) = (Vec::new(), 0);
+            let lines_wanted = !must.is_empty() || !query.symbols.is_empty();
             // Past the stop, the files found keep their place but not their lines.
-            let stopped = !must.is_empty() && stop.reached();
+            let stopped = lines_wanted && stop.reached();
             partial |= stopped;
-            if !must.is_empty() && !stopped {
+            if lines_wanted && !stopped {
                 self.content.read(doc.address, &mut content, &mut scratch)?;
                 let starts = line_starts(&content);
                 let mut found = Vec::new();
                 for m in must {
                     m.matcher.hits(&content, &starts, &mut found);
                 }
-                (matches, match_count) =
-                    line_matches(&content, &starts, found, query.max_matches_per_file);
+                let mut definitions = Vec::with_capacity(hit.defined.len());
+                for &i in &hit.defined {
+                    let span = self.symbol_span(i);
+                    definitions.push(span.0);
+                    // A `sym:` match is itself a hit: its name is what the line shows.
+                    if !query.symbols.is_empty() && span.0 < starts.len() {
+                        found.push(span);
+                    }
+                }
+                definitions.sort_unstable();
+                definitions.dedup();
+                (matches, match_count) = line_matches(
+                    &content,
+                    &starts,
+                    found,
+                    query.max_matches_per_file,
+                    &definitions,
+                );
             }
             files.push(FileMatch {
                 path: doc.path.clone(),

@@ -11,6 +11,7 @@ use super::IndexError;
 use super::content::ContentReader;
 use super::prepare::PreparedQuery;
 use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR, LANG, OFFSET, PATH, SIZE, STORED};
+use super::symbols::SymbolTable;
 use super::trigram_query::Q;
 
 /// An open shard (reader). Cheap to share across threads (Send + Sync).
@@ -27,6 +28,8 @@ pub struct Shard {
     pub(super) langs: Vec<String>,
     /// Global ordinals sorted by path.
     by_path: Vec<u32>,
+    /// The definitions of the files (empty for a shard built before symbols).
+    pub(super) symbols: SymbolTable,
 }
 
 /// What the shard knows about one file without reading it.
@@ -58,7 +61,14 @@ impl Shard {
         }
         let mut by_path: Vec<u32> = (0..docs.len() as u32).collect();
         by_path.sort_unstable_by(|&a, &b| docs[a as usize].path.cmp(&docs[b as usize].path));
+        let symbols = SymbolTable::load(dir, |path| {
+            by_path
+                .binary_search_by(|&d| docs[d as usize].path.as_str().cmp(path))
+                .ok()
+                .map(|i| by_path[i])
+        })?;
         Ok(Shard {
+            symbols,
             searcher,
             _reader: reader,
             fields,
@@ -70,16 +80,21 @@ impl Shard {
         })
     }
 
+    /// The document ordinal of a path, if the file is in the shard.
+    pub(super) fn doc_of(&self, path: &str) -> Option<u32> {
+        self.by_path
+            .binary_search_by(|&d| self.docs[d as usize].path.as_str().cmp(path))
+            .ok()
+            .map(|i| self.by_path[i])
+    }
+
     /// The whole content of one file at the indexed commit; None if not in the shard.
     pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, IndexError> {
-        let Ok(i) = self
-            .by_path
-            .binary_search_by(|&d| self.docs[d as usize].path.as_str().cmp(path))
-        else {
+        let Some(d) = self.doc_of(path) else {
             return Ok(None);
         };
         let mut out = Vec::new();
-        let doc = &self.docs[self.by_path[i] as usize];
+        let doc = &self.docs[d as usize];
         self.content.read(doc.address, &mut out, &mut Vec::new())?;
         Ok(Some(out))
     }

@@ -1,8 +1,9 @@
 //! The query language shared by the search page, the JSON API and MCP.
 //!
 //! `foo bar` (all must match, case-insensitive), `"exact phrase"`, `/regex/`, filters
-//! `repo:`, `workspace:`, `path:` (alias `file:`), `lang:`, `case:yes`, and `-` before a word,
-//! phrase, regex or filter to negate it. Parsing never panics; errors say what and where.
+//! `repo:`, `workspace:`, `path:` (alias `file:`), `lang:`, `case:yes`, symbols `sym:name`
+//! and `sym:/regex/` (the file defines a matching symbol), and `-` before a word, phrase,
+//! regex or filter to negate it. Parsing never panics; errors say what and where.
 
 use crate::index::{PathFilter, Pattern, ShardQuery, language_aliases};
 
@@ -19,6 +20,8 @@ pub struct Query {
     pub workspaces: Vec<Filter>,
     pub paths: Vec<Filter>,
     pub languages: Vec<Filter>,
+    /// `sym:` terms: kind `Word` (part of a symbol's name) or `Regex`.
+    pub symbols: Vec<Term>,
     pub case_sensitive: bool,
 }
 
@@ -80,6 +83,19 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
         if negated {
             i += 1;
         }
+        // `sym:/regex/` is read like a regex term (it may hold spaces or quotes).
+        let sym_regex: String = chars[i..chars.len().min(i + 5)].iter().collect();
+        if sym_regex.eq_ignore_ascii_case("sym:/") {
+            let (text, next) = regex_literal(&chars, i + 4)?;
+            validate_regex(&text, query.case_sensitive).map_err(|m| error(m, start))?;
+            query.symbols.push(Term {
+                kind: TermKind::Regex,
+                text,
+                negated,
+            });
+            i = next;
+            continue;
+        }
         match chars[i] {
             '"' => {
                 let (text, next) = quoted(&chars, i)?;
@@ -138,6 +154,11 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
                                 negated,
                             });
                         }
+                        "sym" | "symbol" => query.symbols.push(Term {
+                            kind: TermKind::Word,
+                            text: value,
+                            negated,
+                        }),
                         "case" => match value.to_ascii_lowercase().as_str() {
                             "yes" | "y" | "true" | "on" => query.case_sensitive = true,
                             "no" | "n" | "false" | "off" | "auto" => query.case_sensitive = false,
@@ -156,17 +177,23 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
         }
     }
     // case:yes may come after a regex: validate again with the final flags.
-    for term in query.terms.iter().filter(|t| t.kind == TermKind::Regex) {
+    for term in query
+        .terms
+        .iter()
+        .chain(&query.symbols)
+        .filter(|t| t.kind == TermKind::Regex)
+    {
         validate_regex(&term.text, query.case_sensitive).map_err(|m| error(m, 0))?;
     }
     if query.terms.iter().all(|t| t.negated)
+        && query.symbols.iter().all(|t| t.negated)
         && query.paths.iter().all(|f| f.negated)
         && query.languages.iter().all(|f| f.negated)
         && query.repos.iter().all(|f| f.negated)
         && query.workspaces.iter().all(|f| f.negated)
     {
         return Err(error(
-            "say what to look for: a word, \"a phrase\", /a regex/ or a path:/lang:/repo: filter",
+            "say what to look for: a word, \"a phrase\", /a regex/, sym:name or a path:/lang:/repo: filter",
             0,
         ));
     }
@@ -241,7 +268,7 @@ fn bare(chars: &[char], start: usize) -> (String, usize) {
 
 fn split_filter(word: &str) -> Option<(String, String)> {
     let (key, value) = word.split_once(':')?;
-    const KEYS: [&str; 10] = [
+    const KEYS: [&str; 12] = [
         "repo",
         "r",
         "workspace",
@@ -252,6 +279,8 @@ fn split_filter(word: &str) -> Option<(String, String)> {
         "lang",
         "language",
         "case",
+        "sym",
+        "symbol",
     ];
     KEYS.contains(&key.to_ascii_lowercase().as_str())
         .then(|| (key.to_owned(), value.to_owned()))
@@ -328,6 +357,13 @@ impl Query {
                 .collect(),
             max_matches_per_file,
             max_files,
+            symbols: self
+                .symbols
+                .iter()
+                .filter(|t| !t.negated)
+                .map(pattern)
+                .collect(),
+            symbols_not: self.symbols.iter().filter(|t| t.negated).map(pattern).collect(),
         }
     }
 

@@ -51,6 +51,7 @@ fn contains(shard: &Shard, text: &str) -> bool {
         exclude_languages: vec![],
         max_matches_per_file: 10,
         max_files: 0,
+        ..ShardQuery::default()
     };
     shard.search(&query).expect("search").total_files > 0
 }
