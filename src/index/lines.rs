@@ -50,8 +50,9 @@ fn line_at<'a>(content: &'a [u8], starts: &[usize], i: usize) -> &'a [u8] {
 
 /// Builds the returned lines from matches given as (line index, start, end) with offsets
 /// relative to the line start; returns at most `max_lines` lines and the count of all
-/// matching lines. Lines in `definitions` (sorted line indices) are marked and chosen
-/// before the others, so a definition far down a file is not crowded out by its uses.
+/// matching lines. Lines in `definitions` (line indices, best first) are marked, and the
+/// best of them are chosen before other lines, so a definition far down a file is not
+/// crowded out by its uses.
 pub(crate) fn line_matches(
     content: &[u8],
     starts: &[usize],
@@ -72,22 +73,27 @@ pub(crate) fn line_matches(
         }
     }
     let count = grouped.len();
-    let is_def = |line: usize| definitions.binary_search(&line).is_ok();
-    let defs = grouped.iter().filter(|(l, _)| is_def(*l)).count().min(max_lines);
-    let (mut others, mut def_room) = (max_lines - defs, defs);
+    let matching = |line: &usize| grouped.binary_search_by_key(line, |g| g.0).is_ok();
+    // The best definitions that match get places first; the rest go in file order.
+    let mut chosen: Vec<usize> = definitions
+        .iter()
+        .copied()
+        .filter(matching)
+        .take(max_lines)
+        .collect();
+    chosen.sort_unstable();
+    let mut all_defs = definitions.to_vec();
+    all_defs.sort_unstable();
+    let mut others = max_lines - chosen.len();
     let mut out = Vec::new();
     for (line, ranges) in grouped {
-        let definition = is_def(line);
-        if !definition {
+        if chosen.binary_search(&line).is_err() {
             if others == 0 {
                 continue;
             }
             others -= 1;
-        } else if def_room == 0 {
-            continue;
-        } else {
-            def_room -= 1;
         }
+        let definition = all_defs.binary_search(&line).is_ok();
         let bytes = line_at(content, starts, line);
         let (text, ranges) = cut_around_match(bytes, &ranges);
         out.push(LineMatch {

@@ -165,8 +165,15 @@ impl Shard {
                         found.push(span);
                     }
                 }
-                definitions.sort_unstable();
-                definitions.dedup();
+                // Best first: top level before nested, then in file order.
+                definitions.sort_by_key(|&line| {
+                    let top = hit.defined.iter().any(|&i| {
+                        self.symbol_span(i).0 == line && self.symbols.top_level(i)
+                    });
+                    (!top, line)
+                });
+                let mut seen = std::collections::HashSet::new();
+                definitions.retain(|&line| seen.insert(line));
                 (matches, match_count) = line_matches(
                     &content,
                     &starts,

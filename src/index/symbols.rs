@@ -441,6 +441,15 @@ fn collect(
             None => stack.push((range.end, NONE, name)),
         }
     }
+    // Rust's query calls any item of a block a method: in a module's block it is a function.
+    for i in 0..out.len() {
+        let parent = out[i].parent;
+        if out[i].kind == Kind::Method
+            && out.get(parent as usize).is_some_and(|p| p.kind == Kind::Module)
+        {
+            out[i].kind = Kind::Function;
+        }
+    }
     // A method of `impl Foo` is nested in `Foo`, when `Foo` is defined in the same file.
     for (i, impl_name) in containers {
         if let Some(p) = out.iter().position(|s| s.name == impl_name && s.parent == NONE) {

@@ -37,6 +37,8 @@ pub struct LineHit {
     pub line: u32,
     pub text: String,
     pub ranges: Vec<[usize; 2]>,
+    /// The line defines a symbol the query names (a searched word or a `sym:` match).
+    pub definition: bool,
     #[serde(skip)]
     pub before: Option<String>,
     #[serde(skip)]
@@ -311,6 +313,7 @@ fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {
                 line: m.line,
                 text: m.text,
                 ranges: m.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
+                definition: m.definition,
                 before: m.before,
                 after: m.after,
             })

@@ -154,7 +154,10 @@ async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(),
 
     let head_hex = head.to_string();
     let shard = layout.shard_dir(repo_id);
-    if target.indexed_commit.as_deref() == Some(head_hex.as_str()) && shard.exists() {
+    // A shard of an older format is rebuilt even when the branch has not moved.
+    if target.indexed_commit.as_deref() == Some(head_hex.as_str())
+        && index::shard_is_current(&shard)
+    {
         tracing::info!(%repo_id, "main branch unchanged; nothing to rebuild");
         set_state(state, repo_id, RepoState::Ready, "")
             .await
