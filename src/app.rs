@@ -81,6 +81,7 @@ impl App {
             .route("/search/help", get(pages::search_help))
             .route("/repos/{id}/blob/{*path}", get(search::pages::blob))
             .route("/api/v1/search", get(search::pages::api))
+            .route("/api/v1/symbols", get(search::symbols::api))
             .route("/api/v1/repositories/index", post(repositories::api_index))
             .route("/api/v1/repositories/{id}/sync", post(repositories::api_sync))
             .route("/api/v1/workspaces", get(workspaces::api_list))

@@ -3,6 +3,7 @@
 
 pub mod pages;
 pub mod query;
+pub mod symbols;
 
 use std::{
     sync::{
