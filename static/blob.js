@@ -14,6 +14,16 @@
   if (codes.length > 20000) return;
   codes.forEach(function (code) {
     if (code.querySelector("mark")) return;
+    if (code.querySelector("a.def")) {
+      // Keep the go-to-definition links: highlight the text between them, piece by piece.
+      Array.prototype.slice.call(code.childNodes).forEach(function (node) {
+        if (node.nodeType !== 3) return;
+        var span = document.createElement("span");
+        span.innerHTML = hljs.highlight(node.textContent, { language: language, ignoreIllegals: true }).value;
+        code.replaceChild(span, node);
+      });
+      return;
+    }
     code.innerHTML = hljs.highlight(code.textContent, { language: language, ignoreIllegals: true }).value;
   });
 })();

@@ -17,6 +17,10 @@ use crate::{
     visible,
 };
 
+use std::collections::HashMap;
+
+use crate::index::Symbol;
+
 use super::{FileHit, LineHit, PAGE_SIZE, Results, SearchError, index_fault, query, run};
 
 #[derive(Deserialize)]
@@ -30,6 +34,8 @@ pub struct SearchParams {
 pub struct Piece {
     pub text: String,
     pub mark: bool,
+    /// In the file view: where this identifier is defined (go to definition).
+    pub link: Option<String>,
 }
 
 /// Splits `text` at byte `ranges` (clamped to char boundaries).
@@ -45,11 +51,13 @@ pub fn pieces(text: &str, ranges: &[[usize; 2]]) -> Vec<Piece> {
             out.push(Piece {
                 text: text[at..start].to_owned(),
                 mark: false,
+                link: None,
             });
         }
         out.push(Piece {
             text: text[start..end].to_owned(),
             mark: true,
+            link: None,
         });
         at = end;
     }
@@ -57,6 +65,7 @@ pub fn pieces(text: &str, ranges: &[[usize; 2]]) -> Vec<Piece> {
         out.push(Piece {
             text: text[at..].to_owned(),
             mark: false,
+            link: None,
         });
     }
     out
@@ -196,6 +205,8 @@ pub struct BlobPage {
     notice: Option<String>,
     lines: Vec<ViewLine>,
     q: String,
+    /// The file's definitions, in file order with their depth.
+    outline: Vec<Symbol>,
 }
 
 /// `GET /repos/{id}/blob/{*path}`: the file at the indexed commit, from the shard only.
@@ -207,7 +218,7 @@ pub async fn blob(
 ) -> Result<BlobPage, AppError> {
     let repo = visible::readable_by_id(&state, user.id, repo_id).await?;
     let repo_id = repo.id;
-    let shard = {
+    let (shard, file) = {
         let state = state.clone();
         let wanted = path.clone();
         tokio::task::spawn_blocking(move || {
@@ -215,9 +226,10 @@ pub async fn blob(
                 crate::shards::ShardError::Retired => AppError::NotFound,
                 crate::shards::ShardError::Index(e) => index_fault(&state, repo_id, &e).into(),
             })?;
-            shard
+            let file = shard
                 .read_file(&wanted)
-                .map_err(|e| AppError::from(index_fault(&state, repo_id, &e)))
+                .map_err(|e| AppError::from(index_fault(&state, repo_id, &e)))?;
+            Ok::<_, AppError>((shard, file))
         })
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??
@@ -231,13 +243,22 @@ pub async fn blob(
             .collect::<Vec<_>>()
             .join("/")
     );
-    let (notice, lines) = match shard {
+    let mut outline = Vec::new();
+    let (notice, lines) = match file {
         Some(bytes) => {
-            // Highlighting compiles a regex and scans every line: CPU work, off the runtime.
+            // Highlighting compiles a regex and scans every line, and the definitions are
+            // looked up per identifier: CPU work, off the runtime.
             let q = params.q.clone();
-            tokio::task::spawn_blocking(move || view_lines(&bytes, &q))
-                .await
-                .map_err(|e| AppError::Internal(e.to_string()))?
+            let (wanted, slug) = (path.clone(), repo.slug.clone());
+            let view;
+            (view, outline) = tokio::task::spawn_blocking(move || {
+                let (notice, mut lines) = view_lines(&bytes, &q);
+                link_definitions(&shard, repo_id, &slug, &wanted, &mut lines);
+                ((notice, lines), shard.outline(&wanted))
+            })
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+            view
         }
         None => {
             // Not in the shard: skipped on purpose (binary, too large) or not there at all.
@@ -258,8 +279,84 @@ pub async fn blob(
         notice,
         lines,
         q: params.q,
+        outline,
     })
 }
+
+/// Identifiers linked per file view at most (distinct names looked up); past it, the rest
+/// of the file stays plain text.
+const MAX_LINKED_NAMES: usize = 5000;
+
+/// Links each identifier of the view that the repository defines to its definition: one
+/// definition → the file view at its line; several → a `sym:` search in this repository.
+/// A definition's own name is left plain.
+fn link_definitions(
+    shard: &crate::index::Shard,
+    repo_id: RepoId,
+    slug: &str,
+    path: &str,
+    lines: &mut [ViewLine],
+) {
+    let ident = regex::Regex::new(r"[A-Za-z_$][A-Za-z0-9_$]*").ok();
+    let Some(ident) = ident else { return };
+    let mut targets: HashMap<String, Option<String>> = HashMap::new();
+    for line in lines.iter_mut() {
+        let mut out = Vec::with_capacity(line.pieces.len());
+        for piece in std::mem::take(&mut line.pieces) {
+            if piece.mark {
+                out.push(piece);
+                continue;
+            }
+            let mut at = 0;
+            for m in ident.find_iter(&piece.text) {
+                let name = m.as_str();
+                if !targets.contains_key(name) {
+                    if targets.len() >= MAX_LINKED_NAMES {
+                        continue;
+                    }
+                    let defs = shard.definitions_named(name, 2);
+                    let target = match defs.as_slice() {
+                        [] => None,
+                        [one] => Some(blob_href(repo_id, &one.path, "", one.line)),
+                        _ => {
+                            let q = format!("sym:/^{}$/ repo:{slug}", regex::escape(name));
+                            let q: String =
+                                url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+                            Some(format!("/search?q={q}"))
+                        }
+                    };
+                    targets.insert(name.to_owned(), target);
+                }
+                let Some(Some(href)) = targets.get(name) else {
+                    continue;
+                };
+                // The definition itself needs no link to itself.
+                let number = u32::try_from(line.number).unwrap_or(u32::MAX);
+                if *href == blob_href(repo_id, path, "", number) {
+                    continue;
+                }
+                if m.start() > at {
+                    out.push(plain(&piece.text[at..m.start()], None));
+                }
+                out.push(plain(name, Some(href.clone())));
+                at = m.end();
+            }
+            if at < piece.text.len() {
+                out.push(plain(&piece.text[at..], None));
+            }
+        }
+        line.pieces = out;
+    }
+}
+
+fn plain(text: &str, link: Option<String>) -> Piece {
+    Piece {
+        text: text.to_owned(),
+        mark: false,
+        link,
+    }
+}
+
 
 /// The file view shows at most this many lines, each cut at `MAX_VIEW_LINE_BYTES`.
 const MAX_VIEW_LINES: usize = 20_000;
@@ -304,6 +401,7 @@ fn view_lines(bytes: &[u8], q: &str) -> (Option<String>, Vec<ViewLine>) {
                     None => vec![Piece {
                         text: line.to_owned(),
                         mark: false,
+                        link: None,
                     }],
                 },
             }
