@@ -14,4 +14,5 @@ mod mcp;
 mod purge;
 mod search;
 mod sign_in;
+mod symbols;
 mod workspaces;
