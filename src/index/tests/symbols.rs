@@ -353,3 +353,73 @@ fn a_parse_over_budget_is_cut_and_counted() -> Result<(), IndexError> {
     assert_eq!(built.stats.symbols, 10_000);
     Ok(())
 }
+
+/// Build-time and size overhead of symbols on real code: up to 400 source files from
+/// `CODELAYER_MEASURE_DIR` (default: this crate), built with and without extraction.
+/// `cargo test --lib measure_symbol_overhead -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_symbol_overhead() -> Result<(), IndexError> {
+    let root = std::env::var("CODELAYER_MEASURE_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let mut files = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(root)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)?.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = path.to_string_lossy().into_owned();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if path.is_dir() && !hidden && entry.file_name() != "target" {
+                dirs.push(path);
+            } else if !language_of(&name).is_empty() && files.len() < 400 {
+                files.push((name, std::fs::read(&path)?));
+            }
+        }
+    }
+    let nodes: Vec<Node> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (name, bytes))| {
+            let ext = name.rsplit('.').next().unwrap_or("txt");
+            let name: &'static str = Box::leak(format!("f{i:04}.{ext}").into_boxed_str());
+            Node::Blob(name, FILE, bytes.clone())
+        })
+        .collect();
+    let bytes: usize = files.iter().map(|f| f.1.len()).sum();
+    let without = Limits {
+        max_symbol_file_bytes: 0,
+        ..Limits::default()
+    };
+    for (label, limits) in [("without symbols", &without), ("with symbols", &Limits::default())] {
+        let mut best = u128::MAX;
+        let mut last = None;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let built = build(&nodes, limits)?;
+            best = best.min(started.elapsed().as_millis());
+            last = Some(built);
+        }
+        let Some(built) = last else { continue };
+        let dir = built._out.path().join("shard");
+        println!(
+            "{label}: {} files, {bytes} bytes, best build of 3 {best} ms, shard {} bytes, symbols.bin {} bytes, {} symbols, {} files without",
+            built.stats.files,
+            walk_size(&dir),
+            std::fs::metadata(dir.join("symbols.bin")).map_or(0, |m| m.len()),
+            built.stats.symbols,
+            built.stats.files_without_symbols
+        );
+    }
+    Ok(())
+}
+
+fn walk_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .map(|e| {
+                let p = e.path();
+                if p.is_dir() { walk_size(&p) } else { e.metadata().map_or(0, |m| m.len()) }
+            })
+            .sum()
+    })
+}
