@@ -468,7 +468,9 @@ impl CodeTools {
             outline.len()
         );
         if outline.is_empty() {
-            out.push_str("(none found: the language has no grammar here, or the file defines nothing)\n");
+            out.push_str(
+                "(none found: the language has no grammar here, or the file defines nothing)\n",
+            );
         }
         for s in &outline {
             out.push_str(&format!(

@@ -13,9 +13,13 @@ use tantivy::{IndexBuilder, SingleSegmentIndexWriter, TantivyDocument};
 
 use super::content::{BuildDirectory, ContentWriter, encode, sync_dir};
 use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR};
-use super::symbols::{Budgets, Extractor, FinishOnDrop, Outcome, RawSymbol, SYMBOLS_FILE, SymbolWriter};
+use super::symbols::{
+    Budgets, Extractor, FinishOnDrop, Outcome, RawSymbol, SYMBOLS_FILE, SymbolWriter,
+};
 use super::tokens::TrigramSet;
-use super::{BuildStats, IndexError, Limits, MAX_PATH_BYTES, SHARD_VERSION, VERSION_FILE, language_of};
+use super::{
+    BuildStats, IndexError, Limits, MAX_PATH_BYTES, SHARD_VERSION, VERSION_FILE, language_of,
+};
 
 /// Threads reading and preparing blobs while the calling thread indexes.
 const WORKERS: usize = 2;

@@ -237,5 +237,7 @@ impl PreparedQuery {
 /// Whether `word` could name a definition: letters, digits, `_` and `$`, not a digit first.
 fn is_identifier(word: &str) -> bool {
     word.chars().next().is_some_and(|c| !c.is_ascii_digit())
-        && word.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }

@@ -50,15 +50,16 @@ impl Shard {
         let (must, must_not) = (&query.must, &query.must_not);
         let mut partial = false;
         // `sym:` narrows the candidates to files defining a match, before any content is read.
-        let mut sym_docs =
-            (!query.symbols.is_empty()).then(|| self.symbol_docs(&query.symbols));
+        let mut sym_docs = (!query.symbols.is_empty()).then(|| self.symbol_docs(&query.symbols));
         let sym_excluded = self.symbol_excluded(&query.symbols_not);
         let mut identifier_defs = self.identifier_defs(&query.identifiers);
         let candidates: Box<dyn Iterator<Item = u32>> =
             match (self.candidates(&query.q)?, &sym_docs) {
                 (Some(docs), None) => Box::new(docs.into_iter()),
                 (None, None) => Box::new(0..self.docs.len() as u32),
-                (None, Some(defining)) => Box::new(defining.keys().copied().collect::<Vec<_>>().into_iter()),
+                (None, Some(defining)) => {
+                    Box::new(defining.keys().copied().collect::<Vec<_>>().into_iter())
+                }
                 (Some(docs), Some(defining)) => Box::new(
                     docs.into_iter()
                         .filter(|d| defining.contains_key(d))
@@ -121,7 +122,11 @@ impl Shard {
             let exact = |name: &str| {
                 query.symbols.iter().any(|m| m.exact(name))
                     || query.identifiers.iter().any(|(w, cs)| {
-                        if *cs { w == name } else { w.eq_ignore_ascii_case(name) }
+                        if *cs {
+                            w == name
+                        } else {
+                            w.eq_ignore_ascii_case(name)
+                        }
                     })
             };
             hit.score = self.definition_bonus(&hit.defined, exact)
@@ -167,9 +172,10 @@ impl Shard {
                 }
                 // Best first: top level before nested, then in file order.
                 definitions.sort_by_key(|&line| {
-                    let top = hit.defined.iter().any(|&i| {
-                        self.symbol_span(i).0 == line && self.symbols.top_level(i)
-                    });
+                    let top = hit
+                        .defined
+                        .iter()
+                        .any(|&i| self.symbol_span(i).0 == line && self.symbols.top_level(i));
                     (!top, line)
                 });
                 let mut seen = std::collections::HashSet::new();

@@ -93,7 +93,10 @@ impl Kind {
     }
 
     fn from_u8(b: u8) -> Kind {
-        Kind::ALL.get(usize::from(b)).copied().unwrap_or(Kind::Other)
+        Kind::ALL
+            .get(usize::from(b))
+            .copied()
+            .unwrap_or(Kind::Other)
     }
 
     /// From the query's `@definition.<type>` and the words before the name.
@@ -200,13 +203,21 @@ fn configs() -> &'static [Option<TagsConfiguration>; GRAMMARS] {
             tree_sitter_typescript::TAGS_QUERY
         );
         [
-            make("rust", tree_sitter_rust::LANGUAGE.into(), tree_sitter_rust::TAGS_QUERY),
+            make(
+                "rust",
+                tree_sitter_rust::LANGUAGE.into(),
+                tree_sitter_rust::TAGS_QUERY,
+            ),
             make(
                 "python",
                 tree_sitter_python::LANGUAGE.into(),
                 tree_sitter_python::TAGS_QUERY,
             ),
-            make("go", tree_sitter_go::LANGUAGE.into(), tree_sitter_go::TAGS_QUERY),
+            make(
+                "go",
+                tree_sitter_go::LANGUAGE.into(),
+                tree_sitter_go::TAGS_QUERY,
+            ),
             make(
                 "javascript",
                 tree_sitter_javascript::LANGUAGE.into(),
@@ -218,9 +229,21 @@ fn configs() -> &'static [Option<TagsConfiguration>; GRAMMARS] {
                 &ts,
             ),
             make("tsx", tree_sitter_typescript::LANGUAGE_TSX.into(), &ts),
-            make("java", tree_sitter_java::LANGUAGE.into(), tree_sitter_java::TAGS_QUERY),
-            make("c", tree_sitter_c::LANGUAGE.into(), tree_sitter_c::TAGS_QUERY),
-            make("cpp", tree_sitter_cpp::LANGUAGE.into(), tree_sitter_cpp::TAGS_QUERY),
+            make(
+                "java",
+                tree_sitter_java::LANGUAGE.into(),
+                tree_sitter_java::TAGS_QUERY,
+            ),
+            make(
+                "c",
+                tree_sitter_c::LANGUAGE.into(),
+                tree_sitter_c::TAGS_QUERY,
+            ),
+            make(
+                "cpp",
+                tree_sitter_cpp::LANGUAGE.into(),
+                tree_sitter_cpp::TAGS_QUERY,
+            ),
         ]
     })
 }
@@ -445,18 +468,25 @@ fn collect(
     for i in 0..out.len() {
         let parent = out[i].parent;
         if out[i].kind == Kind::Method
-            && out.get(parent as usize).is_some_and(|p| p.kind == Kind::Module)
+            && out
+                .get(parent as usize)
+                .is_some_and(|p| p.kind == Kind::Module)
         {
             out[i].kind = Kind::Function;
         }
     }
     // A method of `impl Foo` is nested in `Foo`, when `Foo` is defined in the same file.
-    for (i, impl_name) in containers {
-        if let Some(p) = out.iter().position(|s| s.name == impl_name && s.parent == NONE) {
-            if p != i as usize {
-                out[i as usize].parent = p as u32;
-            }
-        }
+    let mut top_level: HashMap<&str, u32> = HashMap::new();
+    for (i, s) in out.iter().enumerate().filter(|(_, s)| s.parent == NONE) {
+        top_level.entry(s.name.as_str()).or_insert(i as u32);
+    }
+    let nest: Vec<(u32, u32)> = containers
+        .into_iter()
+        .filter_map(|(i, name)| Some((i, *top_level.get(name.as_str())?)))
+        .filter(|(i, p)| i != p)
+        .collect();
+    for (i, p) in nest {
+        out[i as usize].parent = p;
     }
     Some((out, capped))
 }
@@ -572,7 +602,11 @@ impl SymbolTable {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut c = Cursor(bytes.get(MAGIC.len()..).ok_or_else(|| corrupt("no header"))?);
+        let mut c = Cursor(
+            bytes
+                .get(MAGIC.len()..)
+                .ok_or_else(|| corrupt("no header"))?,
+        );
         if !bytes.starts_with(MAGIC) {
             return Err(corrupt("unknown format"));
         }
@@ -592,7 +626,8 @@ impl SymbolTable {
                 let name = std::str::from_utf8(c.take(len)?).map_err(|_| corrupt("name"))?;
                 let at = table.names.len() as u32;
                 table.names.push_str(name);
-                let (line, col, start, end, parent) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?, c.u32()?);
+                let (line, col, start, end, parent) =
+                    (c.u32()?, c.u32()?, c.u32()?, c.u32()?, c.u32()?);
                 table.syms.push(Sym {
                     doc,
                     name: (at, len as u32),
@@ -697,9 +732,18 @@ impl Shard {
         let mut found = self.symbols.named(name, true);
         found.sort_by_key(|&i| {
             let s = &self.symbols.syms[i as usize];
-            (!self.symbols.top_level(i), self.docs[s.doc as usize].path.len(), s.doc, s.line)
+            (
+                !self.symbols.top_level(i),
+                self.docs[s.doc as usize].path.len(),
+                s.doc,
+                s.line,
+            )
         });
-        found.into_iter().take(limit).map(|i| self.symbol(i)).collect()
+        found
+            .into_iter()
+            .take(limit)
+            .map(|i| self.symbol(i))
+            .collect()
     }
 
     /// Number of definitions stored in this shard.
@@ -803,7 +847,9 @@ impl Shard {
         let mut out: HashMap<u32, Vec<u32>> = HashMap::new();
         for (name, case_sensitive) in identifiers {
             for i in self.symbols.named(name, *case_sensitive) {
-                out.entry(self.symbols.syms[i as usize].doc).or_default().push(i);
+                out.entry(self.symbols.syms[i as usize].doc)
+                    .or_default()
+                    .push(i);
             }
         }
         out
@@ -814,8 +860,16 @@ impl Shard {
     pub(super) fn definition_bonus(&self, syms: &[u32], exact: impl Fn(&str) -> bool) -> f32 {
         syms.iter()
             .map(|&i| {
-                let top = if self.symbols.top_level(i) { 500.0 } else { 0.0 };
-                let whole = if exact(self.symbols.name(i)) { 250.0 } else { 0.0 };
+                let top = if self.symbols.top_level(i) {
+                    500.0
+                } else {
+                    0.0
+                };
+                let whole = if exact(self.symbols.name(i)) {
+                    250.0
+                } else {
+                    0.0
+                };
                 DEFINITION_BONUS + top + whole
             })
             .fold(0.0, f32::max)

@@ -357,7 +357,6 @@ fn plain(text: &str, link: Option<String>) -> Piece {
     }
 }
 
-
 /// The file view shows at most this many lines, each cut at `MAX_VIEW_LINE_BYTES`.
 const MAX_VIEW_LINES: usize = 20_000;
 const MAX_VIEW_LINE_BYTES: usize = 10_000;

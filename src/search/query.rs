@@ -363,7 +363,12 @@ impl Query {
                 .filter(|t| !t.negated)
                 .map(pattern)
                 .collect(),
-            symbols_not: self.symbols.iter().filter(|t| t.negated).map(pattern).collect(),
+            symbols_not: self
+                .symbols
+                .iter()
+                .filter(|t| t.negated)
+                .map(pattern)
+                .collect(),
         }
     }
 
@@ -517,5 +522,43 @@ mod tests {
         assert!(q.allows_repository("ACME", "web", "acme/web"));
         assert!(!q.allows_repository("other", "web", "other/web"));
         assert!(!q.allows_repository("acme", "legacy-web", "acme/legacy-web"));
+    }
+
+    #[test]
+    fn symbol_terms() {
+        let q = parse(r"sym:Parse_Config -SYM:/^test_\w+ x$/ lang:rust words").expect("valid");
+        assert_eq!(q.symbols[0], word("Parse_Config", false));
+        assert_eq!(
+            q.symbols[1],
+            Term {
+                kind: TermKind::Regex,
+                text: r"^test_\w+ x$".into(),
+                negated: true
+            }
+        );
+        assert_eq!(q.terms, [word("words", false)]);
+        let sq = q.shard_query(5, 10);
+        assert_eq!(sq.symbols.len(), 1);
+        assert_eq!(sq.symbols[0].regex, "Parse_Config");
+        assert!(sq.symbols[0].literal && !sq.symbols[0].case_sensitive);
+        assert_eq!(sq.symbols_not[0].regex, r"^test_\w+ x$");
+        assert!(sq.must.iter().all(|p| p.regex != "Parse_Config"));
+        // A sym: term alone is a query; a negated one alone is not.
+        assert!(parse("sym:main").is_ok());
+        assert!(parse("-sym:main").is_err());
+        assert!(parse("sym:").is_err());
+        assert!(
+            parse("sym:/a(b/")
+                .expect_err("bad")
+                .message
+                .contains("invalid regex")
+        );
+        assert!(
+            parse("sym:x case:yes")
+                .expect("valid")
+                .shard_query(1, 1)
+                .symbols[0]
+                .case_sensitive
+        );
     }
 }

@@ -50,25 +50,29 @@ pub struct SymbolResults {
 pub fn name_pattern(q: &str) -> Result<Pattern, SearchError> {
     let q = q.trim();
     if q.is_empty() {
-        return Err(SearchError::Pattern("say which symbol: a name or /regex/".into()));
+        return Err(SearchError::Pattern(
+            "say which symbol: a name or /regex/".into(),
+        ));
     }
     if q.len() > MAX_QUERY_BYTES {
         return Err(SearchError::Pattern(format!(
             "the name is longer than {MAX_QUERY_BYTES} bytes"
         )));
     }
-    Ok(match q.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
-        Some(regex) if !regex.is_empty() => Pattern {
-            regex: regex.to_owned(),
-            case_sensitive: true,
-            literal: false,
+    Ok(
+        match q.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
+            Some(regex) if !regex.is_empty() => Pattern {
+                regex: regex.to_owned(),
+                case_sensitive: true,
+                literal: false,
+            },
+            _ => Pattern {
+                regex: regex::escape(q),
+                case_sensitive: false,
+                literal: true,
+            },
         },
-        _ => Pattern {
-            regex: regex::escape(q),
-            case_sensitive: false,
-            literal: true,
-        },
-    })
+    )
 }
 
 /// The definitions matching `q` in the user's repositories (only `only`, when given).
@@ -100,9 +104,7 @@ pub async fn find(
     if let Some(id) = only {
         repos.retain(|r| r.id == id);
     }
-    let literal = pattern
-        .literal
-        .then(|| q.trim().to_ascii_lowercase());
+    let literal = pattern.literal.then(|| q.trim().to_ascii_lowercase());
     let query = SymbolQuery {
         pattern,
         kind,
@@ -181,7 +183,11 @@ pub async fn api(
     ApiUser(user): ApiUser,
     QueryString(params): QueryString<SymbolParams>,
 ) -> Result<Json<SymbolResults>, ApiError> {
-    let only = match params.repository.as_deref().filter(|r| !r.trim().is_empty()) {
+    let only = match params
+        .repository
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+    {
         // Someone else's repository is "not found", like a missing one.
         Some(name) => Some(visible::readable_by_name(&state, user.id, name).await?.id),
         None => None,

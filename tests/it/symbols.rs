@@ -1,7 +1,9 @@
 //! Symbols: definitions ranked first, `sym:` queries, the symbols API, the outline and
 //! go-to-definition in the file view, the MCP tools, isolation, and old shards rebuilding.
 
-use crate::common::{Backend, TestApp, fake_bitbucket::FakeFile, indexed_user, poll_for, shard_dir};
+use crate::common::{
+    Backend, TestApp, fake_bitbucket::FakeFile, indexed_user, poll_for, shard_dir,
+};
 use crate::mcp::{call, client, failed, text, token};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -14,7 +16,8 @@ on_both_databases!(
 const DEF_FILE: &str = "src/config/loader_of_everything.rs";
 
 fn files() -> Vec<(&'static str, FakeFile)> {
-    let user = "use crate::parse_config;\nfn run() {\n    parse_config();\n    parse_config();\n}\n";
+    let user =
+        "use crate::parse_config;\nfn run() {\n    parse_config();\n    parse_config();\n}\n";
     vec![
         (
             DEF_FILE,
@@ -34,7 +37,8 @@ fn files() -> Vec<(&'static str, FakeFile)> {
 }
 
 async fn symbols(app: &TestApp, browser: &reqwest::Client, query: &str) -> Value {
-    app.get_json(browser, &format!("/api/v1/symbols?{query}")).await
+    app.get_json(browser, &format!("/api/v1/symbols?{query}"))
+        .await
 }
 
 async fn definitions_rank_first_and_are_found_everywhere(backend: Backend) {
@@ -74,10 +78,22 @@ async fn definitions_rank_first_and_are_found_everywhere(backend: Backend) {
         app.search(&browser, "sym:/^Deploy/").await["results"][0]["path"],
         "tools/deploy.py"
     );
-    assert_eq!(app.search(&browser, "sym:parse_config -path:src/").await["total_files"], 0);
-    assert_eq!(app.search(&browser, "sym:parse_config lang:python").await["total_files"], 0);
-    assert_eq!(app.search(&browser, "sym:Loader filler").await["total_files"], 1);
-    assert_eq!(app.search(&browser, "sym:Loader zebra").await["total_files"], 0);
+    assert_eq!(
+        app.search(&browser, "sym:parse_config -path:src/").await["total_files"],
+        0
+    );
+    assert_eq!(
+        app.search(&browser, "sym:parse_config lang:python").await["total_files"],
+        0
+    );
+    assert_eq!(
+        app.search(&browser, "sym:Loader filler").await["total_files"],
+        1
+    );
+    assert_eq!(
+        app.search(&browser, "sym:Loader zebra").await["total_files"],
+        0
+    );
 
     // The symbols API: best first, with kind, lines and container.
     let listed = symbols(&app, &browser, "q=load").await;
@@ -88,7 +104,10 @@ async fn definitions_rank_first_and_are_found_everywhere(backend: Backend) {
         (&json!("load"), &json!("method"), &json!(DEF_FILE))
     );
     assert_eq!(first["container"], "Loader");
-    assert_eq!((&first["start_line"], &first["end_line"]), (&json!(5), &json!(5)));
+    assert_eq!(
+        (&first["start_line"], &first["end_line"]),
+        (&json!(5), &json!(5))
+    );
     assert_eq!(first["repository"], "acme/web");
     let classes = symbols(&app, &browser, "q=e&kind=class&repository=acme/web").await;
     assert_eq!(classes["total"], 1, "{classes}");
@@ -105,11 +124,16 @@ async fn definitions_rank_first_and_are_found_everywhere(backend: Backend) {
         .page(&browser, &format!("/repos/{id}/blob/tools/deploy.py"))
         .await;
     assert!(deploy.contains("Outline"), "{deploy}");
-    assert!(deploy.contains(r##"<a href="#L2"><span class="muted">function</span> run</a>"##), "{deploy}");
+    assert!(
+        deploy.contains(r##"<a href="#L2"><span class="muted">function</span> run</a>"##),
+        "{deploy}"
+    );
     let user_view = app
         .page(&browser, &format!("/repos/{id}/blob/parse_config_user.rs"))
         .await;
-    let link = format!(r#"<a class="def" href="/repos/{id}/blob/src/config/loader_of_everything.rs?q=#L8">parse_config</a>"#);
+    let link = format!(
+        r#"<a class="def" href="/repos/{id}/blob/src/config/loader_of_everything.rs?q=#L8">parse_config</a>"#
+    );
     assert!(user_view.contains(&link), "{user_view}");
     // A name with no definition in the repository stays plain.
     assert!(!user_view.contains(">crate</a>"));
@@ -125,10 +149,15 @@ async fn definitions_rank_first_and_are_found_everywhere(backend: Backend) {
     let found = text(&call(&mcp, "find_symbol", json!({"name": "parse_config"})).await);
     assert!(found.starts_with("1 definitions"), "{found}");
     assert!(
-        found.contains(&format!("function parse_config  — acme/web {DEF_FILE}, lines 8–10 (rust)")),
+        found.contains(&format!(
+            "function parse_config  — acme/web {DEF_FILE}, lines 8–10 (rust)"
+        )),
         "{found}"
     );
-    assert!(found.contains("     8  pub fn parse_config() -> u8 {"), "{found}");
+    assert!(
+        found.contains("     8  pub fn parse_config() -> u8 {"),
+        "{found}"
+    );
     let method = text(
         &call(
             &mcp,
@@ -190,13 +219,19 @@ async fn another_users_symbols_never_appear(backend: Backend) {
     // Alice finds her symbol; Bob, asking the same, does not.
     assert_eq!(symbols(&app, &alice, "q=alice_secret").await["total"], 1);
     assert_eq!(symbols(&app, &bob, "q=alice_secret").await["total"], 0);
-    assert_eq!(symbols(&app, &bob, "q=/.*/").await["symbols"]
-        .as_array()
-        .expect("symbols")
-        .iter()
-        .filter(|s| s["repository"] != "beta/web")
-        .count(), 0);
-    assert_eq!(app.search(&alice, "sym:alice_secret").await["total_files"], 1);
+    assert_eq!(
+        symbols(&app, &bob, "q=/.*/").await["symbols"]
+            .as_array()
+            .expect("symbols")
+            .iter()
+            .filter(|s| s["repository"] != "beta/web")
+            .count(),
+        0
+    );
+    assert_eq!(
+        app.search(&alice, "sym:alice_secret").await["total_files"],
+        1
+    );
     assert_eq!(app.search(&bob, "sym:alice_secret").await["total_files"], 0);
     // Naming her repository is "not found", like a missing one.
     let r = bob
@@ -210,12 +245,31 @@ async fn another_users_symbols_never_appear(backend: Backend) {
     let mcp = client(&app, &bob_token).await;
     let none = text(&call(&mcp, "find_symbol", json!({"name": "alice_secret"})).await);
     assert!(none.starts_with("No definition"), "{none}");
-    let theirs = call(&mcp, "find_symbol", json!({"name": "alice", "repository": "alpha/secret-repo"})).await;
+    let theirs = call(
+        &mcp,
+        "find_symbol",
+        json!({"name": "alice", "repository": "alpha/secret-repo"}),
+    )
+    .await;
     assert!(failed(&theirs) && text(&theirs).contains("not found"));
-    let outline = call(&mcp, "file_outline", json!({"repository": "alpha/secret-repo", "path": "a.rs"})).await;
+    let outline = call(
+        &mcp,
+        "file_outline",
+        json!({"repository": "alpha/secret-repo", "path": "a.rs"}),
+    )
+    .await;
     assert!(failed(&outline) && text(&outline).contains("not found"));
     // Bob's own outline works through the same tool.
-    let own = call(&mcp, "file_outline", json!({"repository": "beta/web", "path": "b.rs"})).await;
-    assert!(!failed(&own) && text(&own).contains("function run"), "{}", text(&own));
+    let own = call(
+        &mcp,
+        "file_outline",
+        json!({"repository": "beta/web", "path": "b.rs"}),
+    )
+    .await;
+    assert!(
+        !failed(&own) && text(&own).contains("function run"),
+        "{}",
+        text(&own)
+    );
     mcp.cancel().await.expect("close");
 }

@@ -9,14 +9,25 @@ use crate::index::{
 };
 
 /// (name, kind, name line, first line, last line, container)
-type Expected = (&'static str, &'static str, u32, u32, u32, Option<&'static str>);
+type Expected = (
+    &'static str,
+    &'static str,
+    u32,
+    u32,
+    u32,
+    Option<&'static str>,
+);
 
 fn outline_of(name: &'static str, source: &str) -> Result<Vec<Symbol>, IndexError> {
     let built = build(
         &[Node::Blob(name, FILE, source.as_bytes().to_vec())],
         &Limits::default(),
     )?;
-    assert_eq!(built.stats.files_without_symbols, 0, "{name}: {:?}", built.stats);
+    assert_eq!(
+        built.stats.files_without_symbols, 0,
+        "{name}: {:?}",
+        built.stats
+    );
     assert_eq!(built.stats.symbols, built.shard.num_symbols() as u64);
     Ok(built.shard.outline(name))
 }
@@ -182,7 +193,8 @@ fn literal(word: &str) -> Pattern {
 /// A definition file that would lose on words alone: its name is longer, and the users
 /// mention the identifier many times (BM25 and the path both favour them).
 fn ranking_nodes() -> Vec<Node> {
-    let user = "use crate::parse_config;\nfn a() { parse_config(); parse_config(); parse_config(); }\n";
+    let user =
+        "use crate::parse_config;\nfn a() { parse_config(); parse_config(); parse_config(); }\n";
     vec![
         Node::Blob(
             "parse_config.rs",
@@ -218,7 +230,10 @@ fn the_defining_file_ranks_first_and_its_line_is_marked() -> Result<(), IndexErr
     };
     let result = built.shard.search(&query)?;
     let paths: Vec<&str> = result.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(paths[0], "src/settings/loader_of_everything.rs", "{paths:?}");
+    assert_eq!(
+        paths[0], "src/settings/loader_of_everything.rs",
+        "{paths:?}"
+    );
     // The one line shown is the top-level definition, not the first (nested) one.
     let top = &result.files[0].matches;
     assert_eq!(top.len(), 1);
@@ -257,7 +272,9 @@ fn sym_queries_find_definitions_only() -> Result<(), IndexError> {
     };
     assert_eq!(built.shard.search(&sym(re, vec![]))?.total_files, 1);
     // Combined with a word the file lacks: nothing.
-    let none = built.shard.search(&sym(literal("parse_config"), vec![literal("zebra")]))?;
+    let none = built
+        .shard
+        .search(&sym(literal("parse_config"), vec![literal("zebra")]))?;
     assert_eq!(none.total_files, 0);
     // Excluded with -sym: the users remain.
     let query = ShardQuery {
@@ -267,7 +284,13 @@ fn sym_queries_find_definitions_only() -> Result<(), IndexError> {
     };
     assert_eq!(built.shard.search(&query)?.total_files, 2);
     // A name nobody defines.
-    assert_eq!(built.shard.search(&sym(literal("nowhere"), vec![]))?.total_files, 0);
+    assert_eq!(
+        built
+            .shard
+            .search(&sym(literal("nowhere"), vec![]))?
+            .total_files,
+        0
+    );
     Ok(())
 }
 
@@ -303,7 +326,11 @@ fn hostile_files_are_skipped_or_bounded() -> Result<(), IndexError> {
     let minified = format!("var a=1;{}", "function f(){return [1,2,3]};".repeat(32_000));
     assert!(minified.len() > 900_000);
     // Deeply nested brackets, small enough to be parsed: bounded by the time budget.
-    let nested = format!("fn deep() {{ let x = {}0{}; }}\n", "[".repeat(200_000), "]".repeat(200_000));
+    let nested = format!(
+        "fn deep() {{ let x = {}0{}; }}\n",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
     let nodes = vec![
         Node::Blob("min.js", FILE, minified.into_bytes()),
         Node::Blob("nested.rs", FILE, nested.into_bytes()),
@@ -315,7 +342,11 @@ fn hostile_files_are_skipped_or_bounded() -> Result<(), IndexError> {
     };
     let started = Instant::now();
     let built = build(&nodes, &limits)?;
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     let stats = &built.stats;
     assert_eq!(stats.files, 3);
     assert_eq!(stats.symbols_skipped_large, 1, "{stats:?}");
@@ -326,7 +357,10 @@ fn hostile_files_are_skipped_or_bounded() -> Result<(), IndexError> {
         1 + u64::from(built.shard.outline("nested.rs").is_empty()),
         "{stats:?}"
     );
-    assert_eq!(stats.symbols_timed_out, u64::from(built.shard.outline("nested.rs").is_empty()));
+    assert_eq!(
+        stats.symbols_timed_out,
+        u64::from(built.shard.outline("nested.rs").is_empty())
+    );
     // The other files keep their symbols and their content is searchable.
     assert_eq!(built.shard.outline("ok.rs").len(), 1);
     Ok(())
@@ -335,12 +369,17 @@ fn hostile_files_are_skipped_or_bounded() -> Result<(), IndexError> {
 #[test]
 fn a_parse_over_budget_is_cut_and_counted() -> Result<(), IndexError> {
     // A zero budget cuts every parse at its first progress check.
-    let big: String = (0..10_000).map(|i| format!("fn f{i}() {{ let v = vec![{i}; 3]; }}\n")).collect();
+    let big: String = (0..10_000)
+        .map(|i| format!("fn f{i}() {{ let v = vec![{i}; 3]; }}\n"))
+        .collect();
     let limits = Limits {
         symbol_budget: Duration::ZERO,
         ..Limits::default()
     };
-    let built = build(&[Node::Blob("big.rs", FILE, big.clone().into_bytes())], &limits)?;
+    let built = build(
+        &[Node::Blob("big.rs", FILE, big.clone().into_bytes())],
+        &limits,
+    )?;
     assert_eq!(built.stats.symbols_timed_out, 1, "{:?}", built.stats);
     assert_eq!(built.stats.files_without_symbols, 1);
     assert!(built.shard.outline("big.rs").is_empty());
@@ -390,7 +429,10 @@ fn measure_symbol_overhead() -> Result<(), IndexError> {
         max_symbol_file_bytes: 0,
         ..Limits::default()
     };
-    for (label, limits) in [("without symbols", &without), ("with symbols", &Limits::default())] {
+    for (label, limits) in [
+        ("without symbols", &without),
+        ("with symbols", &Limits::default()),
+    ] {
         let mut best = u128::MAX;
         let mut last = None;
         for _ in 0..3 {
@@ -418,7 +460,11 @@ fn walk_size(dir: &std::path::Path) -> u64 {
         rd.filter_map(Result::ok)
             .map(|e| {
                 let p = e.path();
-                if p.is_dir() { walk_size(&p) } else { e.metadata().map_or(0, |m| m.len()) }
+                if p.is_dir() {
+                    walk_size(&p)
+                } else {
+                    e.metadata().map_or(0, |m| m.len())
+                }
             })
             .sum()
     })
