@@ -289,7 +289,8 @@ const MAX_LINKED_NAMES: usize = 5000;
 
 /// Links each identifier of the view that the repository defines to its definition: one
 /// definition → the file view at its line; several → a `sym:` search in this repository.
-/// A definition's own name is left plain.
+/// A definition's own name is left plain; a highlighted match that is a whole identifier
+/// is linked too.
 fn link_definitions(
     shard: &crate::index::Shard,
     repo_id: RepoId,
@@ -300,45 +301,50 @@ fn link_definitions(
     let ident = regex::Regex::new(r"[A-Za-z_$][A-Za-z0-9_$]*").ok();
     let Some(ident) = ident else { return };
     let mut targets: HashMap<String, Option<String>> = HashMap::new();
+    let mut target = |name: &str, line: usize| -> Option<String> {
+        if !targets.contains_key(name) {
+            if targets.len() >= MAX_LINKED_NAMES {
+                return None;
+            }
+            let defs = shard.definitions_named(name, 2);
+            let href = match defs.as_slice() {
+                [] => None,
+                [one] => Some(blob_href(repo_id, &one.path, "", one.line)),
+                _ => {
+                    let q = format!("sym:/^{}$/ repo:{slug}", regex::escape(name));
+                    let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+                    Some(format!("/search?q={q}"))
+                }
+            };
+            targets.insert(name.to_owned(), href);
+        }
+        let href = targets.get(name)?.as_ref()?;
+        // The definition itself needs no link to itself.
+        let number = u32::try_from(line).unwrap_or(u32::MAX);
+        (*href != blob_href(repo_id, path, "", number)).then(|| href.clone())
+    };
     for line in lines.iter_mut() {
         let mut out = Vec::with_capacity(line.pieces.len());
-        for piece in std::mem::take(&mut line.pieces) {
+        for mut piece in std::mem::take(&mut line.pieces) {
             if piece.mark {
+                if ident
+                    .find(&piece.text)
+                    .is_some_and(|m| m.len() == piece.text.len())
+                {
+                    piece.link = target(&piece.text, line.number);
+                }
                 out.push(piece);
                 continue;
             }
             let mut at = 0;
             for m in ident.find_iter(&piece.text) {
-                let name = m.as_str();
-                if !targets.contains_key(name) {
-                    if targets.len() >= MAX_LINKED_NAMES {
-                        continue;
-                    }
-                    let defs = shard.definitions_named(name, 2);
-                    let target = match defs.as_slice() {
-                        [] => None,
-                        [one] => Some(blob_href(repo_id, &one.path, "", one.line)),
-                        _ => {
-                            let q = format!("sym:/^{}$/ repo:{slug}", regex::escape(name));
-                            let q: String =
-                                url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
-                            Some(format!("/search?q={q}"))
-                        }
-                    };
-                    targets.insert(name.to_owned(), target);
-                }
-                let Some(Some(href)) = targets.get(name) else {
+                let Some(href) = target(m.as_str(), line.number) else {
                     continue;
                 };
-                // The definition itself needs no link to itself.
-                let number = u32::try_from(line.number).unwrap_or(u32::MAX);
-                if *href == blob_href(repo_id, path, "", number) {
-                    continue;
-                }
                 if m.start() > at {
                     out.push(plain(&piece.text[at..m.start()], None));
                 }
-                out.push(plain(name, Some(href.clone())));
+                out.push(plain(m.as_str(), Some(href)));
                 at = m.end();
             }
             if at < piece.text.len() {

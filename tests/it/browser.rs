@@ -722,6 +722,38 @@ async fn the_whole_journey_in_chromium() {
     click(&c, "", "Back to results").await;
     wait_text(&c, ".summary", "3 files").await;
 
+    // Symbols: the file that defines parse_config leads, its line marked "def"; a use links
+    // to the definition, and the file view there shows the outline.
+    let first = c
+        .find(Locator::Css(".card.file h2"))
+        .await
+        .expect("first file")
+        .text()
+        .await
+        .expect("heading");
+    assert!(first.contains("api-server · src/config.rs"), "{first}");
+    wait_text(&c, ".card.file td.ln .def", "def").await;
+    wait_xpath(
+        &c,
+        "//section[contains(@class,'file')][.//h2[contains(., 'api-server · src/main.rs')]]//td[contains(@class,'ln')]/a",
+    )
+    .await
+    .click()
+    .await
+    .expect("open main.rs");
+    wait_text(&c, "h1", "src/main.rs").await;
+    let use_site = wait_xpath(&c, "//a[contains(@class,'def') and text()='parse_config']").await;
+    use_site.click().await.expect("go to definition");
+    wait_text(&c, "h1", "src/config.rs").await;
+    let url = c.current_url().await.expect("url");
+    assert_eq!(url.fragment(), Some("L7"), "{url}");
+    wait_text(&c, "details.outline", "function parse_config").await;
+    wait_text(&c, "details.outline", "struct Config").await;
+    shots.take(&c, "12b-go-to-definition", true).await;
+    c.back().await.expect("back");
+    c.back().await.expect("back to results");
+    wait_text(&c, ".summary", "3 files").await;
+
     // The query help, a search without hits and a missing page read well too.
     click(&c, "", "Query syntax").await;
     wait_text(&c, "h1", "Query syntax").await;
