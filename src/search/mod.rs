@@ -54,6 +54,9 @@ pub struct FileHit {
     pub match_count: usize,
     #[serde(skip)]
     pub score: f32,
+    /// The file within its shard, to fetch its lines once it made the page.
+    #[serde(skip)]
+    pub doc: u32,
 }
 
 /// A page of results.
@@ -136,6 +139,25 @@ pub async fn run_scoped(
     page_size: usize,
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
+    run_counted(state, user_id, text, cursor, page_size, only, false).await
+}
+
+/// Files that must have matched, relative to the files a page needs, before a search may
+/// stop counting: the page is chosen among them by the full ranking.
+const EARLY_FACTOR: usize = 4;
+const EARLY_MIN: usize = 100;
+
+/// A search: `exact` counts every matching file (bounded by the deadline); otherwise the
+/// search stops once enough files matched for the page, and says the count is a lower bound.
+pub async fn run_counted(
+    state: &AppState,
+    user_id: UserId,
+    text: &str,
+    cursor: Option<&str>,
+    page_size: usize,
+    only: Option<RepoId>,
+    exact: bool,
+) -> Result<Results, SearchError> {
     let started = Instant::now();
     let deadline = started + state.config.search_deadline;
     let offset = match cursor.filter(|c| !c.is_empty()) {
@@ -162,7 +184,8 @@ pub async fn run_scoped(
     let text = text.to_owned();
     let (query, per_shard) = tokio::task::spawn_blocking(move || {
         let query = query::parse(&text)?;
-        let per_shard = PreparedQuery::new(&query.shard_query(LINES_PER_FILE, wanted.max(200)))
+        // Shards rank without reading lines; only the page's files get theirs afterwards.
+        let per_shard = PreparedQuery::new(&query.shard_query(0, wanted))
             .map_err(|e| SearchError::Pattern(e.to_string()))?;
         Ok::<_, SearchError>((query, per_shard))
     })
@@ -174,17 +197,22 @@ pub async fn run_scoped(
         .collect();
     // Raised when this future is dropped (the client went away): the shard work stops too.
     let cancelled = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-    let stop = Stop::new(deadline, cancelled.0.clone());
-    let hits = search_shards(state, repos, Arc::new(per_shard), stop).await?;
+    let mut stop = Stop::new(deadline, cancelled.0.clone());
+    if !exact {
+        stop = stop.after_matches((wanted * EARLY_FACTOR).max(EARLY_MIN));
+    }
+    let per_shard = Arc::new(per_shard);
+    let hits = search_shards(state, repos, per_shard.clone(), stop.clone()).await?;
 
     let mut total_files = 0;
-    let mut partial = false;
+    let (mut partial, mut early) = (false, false);
     let mut repository_facets = Vec::new();
     let mut languages: std::collections::BTreeMap<String, usize> = Default::default();
     let mut files: Vec<FileHit> = Vec::new();
     for (repo, result) in hits {
         total_files += result.total_files;
         partial |= result.partial || result.truncated;
+        early |= result.early;
         if result.total_files > 0 {
             repository_facets.push((repo.name(), result.total_files));
         }
@@ -203,6 +231,8 @@ pub async fn run_scoped(
             .then_with(|| a.path.cmp(&b.path))
     });
     let results: Vec<FileHit> = files.into_iter().skip(offset).take(page_size).collect();
+    let (results, lines_cut) = add_lines(state, results, per_shard, stop).await?;
+    partial |= lines_cut;
     let next_cursor = (offset + page_size < total_files
         && results.len() == page_size
         && offset + page_size < MAX_DEPTH)
@@ -213,7 +243,7 @@ pub async fn run_scoped(
     Ok(Results {
         results,
         total_files,
-        total_exact: !partial,
+        total_exact: !partial && !early,
         partial,
         next_cursor,
         took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -298,24 +328,64 @@ pub fn index_fault(state: &AppState, repo: RepoId, e: &impl std::fmt::Display) -
 
 fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {
     FileHit {
+        doc: file.doc,
         repository: repo.name(),
         repository_id: repo.id,
         path: file.path,
         language: file.language,
         match_count: file.match_count,
         score: file.score,
-        matches: file
-            .matches
-            .into_iter()
-            .map(|m| LineHit {
-                line: m.line,
-                text: m.text,
-                ranges: m.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
-                before: m.before,
-                after: m.after,
-            })
-            .collect(),
+        matches: file.matches.into_iter().map(line_hit).collect(),
     }
+}
+
+fn line_hit(m: crate::index::LineMatch) -> LineHit {
+    LineHit {
+        line: m.line,
+        text: m.text,
+        ranges: m.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
+        before: m.before,
+        after: m.after,
+    }
+}
+
+/// Fills in the matching lines of the files that made the page (only these are read a
+/// second time: ranking needed no lines).
+async fn add_lines(
+    state: &AppState,
+    files: Vec<FileHit>,
+    query: Arc<PreparedQuery>,
+    stop: Stop,
+) -> Result<(Vec<FileHit>, bool), SearchError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut partial = false;
+        let mut out = Vec::with_capacity(files.len());
+        for mut file in files {
+            if stop.reached() {
+                partial = true;
+            } else {
+                match state.shards.get(file.repository_id) {
+                    Ok(shard) => {
+                        let (lines, count) = shard
+                            .lines(file.doc, &query, LINES_PER_FILE)
+                            .map_err(|e| index_fault(&state, file.repository_id, &e))?;
+                        file.matches = lines.into_iter().map(line_hit).collect();
+                        file.match_count = count;
+                    }
+                    // Deleted meanwhile: it leaves the page.
+                    Err(ShardError::Retired) => continue,
+                    Err(ShardError::Index(e)) => {
+                        return Err(index_fault(&state, file.repository_id, &e));
+                    }
+                }
+            }
+            out.push(file);
+        }
+        Ok((out, partial))
+    })
+    .await
+    .map_err(|e| SearchError::Database(format!("search task: {e}")))?
 }
 
 fn encode_cursor(offset: usize) -> String {

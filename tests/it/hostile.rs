@@ -479,7 +479,9 @@ async fn a_purge_leaves_no_deleted_file_open(backend: Backend) {
         .collect();
     let files: Vec<(&str, FakeFile)> = texts.iter().map(|(p, f)| (p.as_str(), f.clone())).collect();
     let (browser, _) = indexed_user(&app, "Leaver", "acme", &["one", "two"], &files).await;
-    let found = app.search(&browser, "HELD_OPEN_TEXT").await;
+    let found = app
+        .get_json(&browser, "/api/v1/search?q=HELD_OPEN_TEXT&exact=1")
+        .await;
     assert_eq!(found["total_files"], 600);
     let (held, _) = held_under(&app.data_path);
     assert!(
