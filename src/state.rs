@@ -12,6 +12,7 @@ use crate::{
     gate::Gate,
     jobs::{Doorbell, Job, Queue},
     layout::Layout,
+    recent::Recent,
     shards::ShardCache,
 };
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub shards: Arc<ShardCache>,
     /// Admission for searches (fair between users).
     pub search_gate: Arc<Gate>,
+    /// Each user's most recent search answers, until a shard changes.
+    pub recent: Arc<Recent>,
 }
 
 /// Knobs tests turn; production uses the defaults.
@@ -90,6 +93,7 @@ impl AppState {
         let lease_secs =
             i64::try_from(config.job_lease.as_secs()).unwrap_or(crate::jobs::LEASE_SECS);
         let search_gate = Arc::new(Gate::new(config.search_concurrency, config.search_per_user));
+        let recent = Arc::new(Recent::new(config.search_cache_per_user));
         Ok(AppState {
             config: Arc::new(config),
             sessions: DbSessionStore::new(db.clone()),
@@ -101,6 +105,7 @@ impl AppState {
             doorbell: Doorbell::default(),
             shards: Arc::new(ShardCache::new(layout.clone(), 1024)),
             search_gate,
+            recent,
             layout,
             db,
             oauth,

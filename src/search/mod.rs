@@ -158,6 +158,41 @@ pub async fn run_counted(
     only: Option<RepoId>,
     exact: bool,
 ) -> Result<Results, SearchError> {
+    // What the user may read is decided now, on every request; the cache only saves the
+    // search work. Same user, same readable repositories, same request, no shard changed
+    // since (the generation is read before the work): the same answer.
+    let generation = state.shards.generation();
+    let mut repos = visible::readable(state, user_id).await?;
+    if let Some(id) = only {
+        repos.retain(|r| r.id == id);
+    }
+    let ids: Vec<i64> = repos.iter().map(|r| r.id.get()).collect();
+    let key = format!("{exact}\u{0}{page_size}\u{0}{ids:?}\u{0}{cursor:?}\u{0}{text}");
+    if let Some(kept) = state.recent.get::<Results>(user_id, &key, generation) {
+        return Ok(Results {
+            took_ms: 0,
+            ..(*kept).clone()
+        });
+    }
+    let results = compute(state, user_id, repos, text, cursor, page_size, exact).await?;
+    // A cut answer is not kept: asking again may find more.
+    if !results.partial {
+        state
+            .recent
+            .put(user_id, key, generation, Arc::new(results.clone()));
+    }
+    Ok(results)
+}
+
+async fn compute(
+    state: &AppState,
+    user_id: UserId,
+    repos: Vec<Searchable>,
+    text: &str,
+    cursor: Option<&str>,
+    page_size: usize,
+    exact: bool,
+) -> Result<Results, SearchError> {
     let started = Instant::now();
     let deadline = started + state.config.search_deadline;
     let offset = match cursor.filter(|c| !c.is_empty()) {
@@ -174,10 +209,6 @@ pub async fn run_counted(
         .enter(user_id, state.config.search_deadline)
         .await
         .ok_or(SearchError::Busy)?;
-    let mut repos = visible::readable(state, user_id).await?;
-    if let Some(id) = only {
-        repos.retain(|r| r.id == id);
-    }
     let wanted = offset + page_size;
     // Parsing and compiling (regexes, globs) is CPU work: off the async threads, once per
     // request rather than once per shard.

@@ -49,6 +49,11 @@ async fn common_words_stop_early_and_can_be_counted_exactly(backend: Backend) {
     assert_eq!(exact["total_exact"], true);
     assert_eq!(exact["total_files"], 300);
 
+    // Asked again, the same answer comes from the user's recent answers.
+    let again = app.search(&browser, "common").await;
+    assert_eq!(again["took_ms"], 0, "kept");
+    assert_eq!(again["results"], quick["results"]);
+
     // A selective query is exact without asking.
     let rare = app.search(&browser, "common_123").await;
     assert_eq!(rare["total_exact"], true);
