@@ -10,11 +10,13 @@ use std::{
 use crate::ids::UserId;
 
 type Answer = Arc<dyn Any + Send + Sync>;
+/// A user's answers, oldest first: (request, shard generation, answer).
+type Answers = VecDeque<(String, u64, Answer)>;
 
 /// Recent answers by user and request, valid for one shard generation.
 pub struct Recent {
     per_user: usize,
-    users: Mutex<HashMap<UserId, VecDeque<(String, u64, Answer)>>>,
+    users: Mutex<HashMap<UserId, Answers>>,
 }
 
 impl Recent {
@@ -65,7 +67,7 @@ impl Recent {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, VecDeque<(String, u64, Answer)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Answers>> {
         self.users
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
