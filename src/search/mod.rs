@@ -309,41 +309,43 @@ async fn search_shards(
         let query = query.clone();
         let state = state.clone();
         let stop = stop.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(chunk.len());
-            for repo in chunk {
-                if stop.reached() {
-                    // Shards not looked at make the answer partial, like a stopped shard.
-                    out.push((
-                        repo,
-                        ShardResult {
-                            partial: true,
-                            ..ShardResult::default()
-                        },
-                    ));
-                    continue;
+        let pool = state.search_pool.clone();
+        tasks.push(tokio::spawn(async move {
+            pool.run(move || {
+                let mut out = Vec::with_capacity(chunk.len());
+                for repo in chunk {
+                    if stop.reached() {
+                        // Shards not looked at make the answer partial, like a stopped shard.
+                        out.push((
+                            repo,
+                            ShardResult {
+                                partial: true,
+                                ..ShardResult::default()
+                            },
+                        ));
+                        continue;
+                    }
+                    let shard = match state.shards.get(repo.id) {
+                        Ok(shard) => shard,
+                        // Being deleted this moment: it leaves the results like it leaves the list.
+                        Err(ShardError::Retired) => continue,
+                        Err(ShardError::Index(e)) => return Err(index_fault(&state, repo.id, &e)),
+                    };
+                    let result = shard.search_until(&query, &stop).map_err(|e| match e {
+                        crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
+                        other => index_fault(&state, repo.id, &other),
+                    })?;
+                    out.push((repo, result));
                 }
-                let shard = match state.shards.get(repo.id) {
-                    Ok(shard) => shard,
-                    // Being deleted this moment: it leaves the results like it leaves the list.
-                    Err(ShardError::Retired) => continue,
-                    Err(ShardError::Index(e)) => return Err(index_fault(&state, repo.id, &e)),
-                };
-                let result = shard.search_until(&query, &stop).map_err(|e| match e {
-                    crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
-                    other => index_fault(&state, repo.id, &other),
-                })?;
-                out.push((repo, result));
-            }
-            Ok::<_, SearchError>(out)
+                Ok::<_, SearchError>(out)
+            })
+            .await
         }));
     }
     let mut all = Vec::new();
     for task in tasks {
-        all.extend(
-            task.await
-                .map_err(|e| SearchError::Database(format!("search task: {e}")))??,
-        );
+        let result = task.await.ok().flatten();
+        all.extend(result.ok_or_else(|| SearchError::Database("a search task failed".into()))??);
     }
     Ok(all)
 }
@@ -388,8 +390,9 @@ async fn add_lines(
     query: Arc<PreparedQuery>,
     stop: Stop,
 ) -> Result<(Vec<FileHit>, bool), SearchError> {
+    let pool = state.search_pool.clone();
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
+    pool.run(move || {
         let mut partial = false;
         let mut out = Vec::with_capacity(files.len());
         for mut file in files {
@@ -416,7 +419,7 @@ async fn add_lines(
         Ok((out, partial))
     })
     .await
-    .map_err(|e| SearchError::Database(format!("search task: {e}")))?
+    .ok_or_else(|| SearchError::Database("a search task failed".into()))?
 }
 
 fn encode_cursor(offset: usize) -> String {
