@@ -5,6 +5,7 @@ use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocSet, Term};
 
+use super::LineMatch;
 use super::lines::{line_matches, line_starts};
 use super::prepare::PreparedQuery;
 use super::shard::Shard;
@@ -48,25 +49,38 @@ impl Shard {
         stop: &Stop,
     ) -> Result<ShardResult, IndexError> {
         let (must, must_not) = (&query.must, &query.must_not);
-        let mut partial = false;
+        let (mut partial, mut early) = (false, false);
         // `sym:` narrows the candidates to files defining a match, before any content is read.
         let mut sym_docs = (!query.symbols.is_empty()).then(|| self.symbol_docs(&query.symbols));
         let sym_excluded = self.symbol_excluded(&query.symbols_not);
         let mut identifier_defs = self.identifier_defs(&query.identifiers);
-        let candidates: Box<dyn Iterator<Item = u32>> =
-            match (self.candidates(&query.q)?, &sym_docs) {
-                (Some(docs), None) => Box::new(docs.into_iter()),
-                (None, None) => Box::new(0..self.docs.len() as u32),
-                (None, Some(defining)) => {
-                    Box::new(defining.keys().copied().collect::<Vec<_>>().into_iter())
-                }
-                (Some(docs), Some(defining)) => Box::new(
-                    docs.into_iter()
-                        .filter(|d| defining.contains_key(d))
-                        .collect::<Vec<_>>()
-                        .into_iter(),
-                ),
-            };
+        let mut order = self.candidates(&query.q)?;
+        if let Some(defining) = &sym_docs {
+            order = Some(match order {
+                Some(docs) => docs
+                    .into_iter()
+                    .filter(|d| defining.contains_key(d))
+                    .collect(),
+                None => defining.keys().copied().collect(),
+            });
+        }
+        // A search that may stop early looks at the likely best files first: those that
+        // define a searched identifier, then by static rank.
+        let defines = |d: &u32| !identifier_defs.contains_key(d);
+        let candidates: Box<dyn Iterator<Item = u32> + '_> = match order {
+            Some(mut docs) if stop.counts_early() => {
+                docs.sort_unstable_by_key(|&d| (defines(&d), self.rank_of[d as usize]));
+                Box::new(docs.into_iter())
+            }
+            Some(docs) => Box::new(docs.into_iter()),
+            None if stop.counts_early() && !identifier_defs.is_empty() => {
+                let mut docs = self.by_rank.clone();
+                docs.sort_by_key(defines);
+                Box::new(docs.into_iter())
+            }
+            None if stop.counts_early() => Box::new(self.by_rank.iter().copied()),
+            None => Box::new(0..self.docs.len() as u32),
+        };
         let (mut content, mut scratch) = (Vec::new(), Vec::new());
         let mut scanned = 0u64;
         let mut truncated = false;
@@ -74,6 +88,10 @@ impl Shard {
         for (n, d) in candidates.enumerate() {
             if n % 64 == 63 && stop.reached() {
                 partial = true;
+                break;
+            }
+            if stop.has_enough() {
+                early = true;
                 break;
             }
             let doc = &self.docs[d as usize];
@@ -113,6 +131,7 @@ impl Shard {
                     .any(|m| m.whole_word.as_ref().is_some_and(|w| w.is_match(&content)));
             }
             hits.push(hit);
+            stop.found_enough();
         }
 
         let total_files = hits.len();
@@ -150,45 +169,22 @@ impl Shard {
         for hit in hits {
             let doc = &self.docs[hit.doc as usize];
             let (mut matches, mut match_count) = (Vec::new(), 0);
-            let lines_wanted = !must.is_empty() || !query.symbols.is_empty();
             // Past the stop, the files found keep their place but not their lines.
-            let stopped = lines_wanted && stop.reached();
+            let wants_lines =
+                (!must.is_empty() || !query.symbols.is_empty()) && query.max_matches_per_file > 0;
+            let stopped = wants_lines && stop.reached();
             partial |= stopped;
-            if lines_wanted && !stopped {
-                self.content.read(doc.address, &mut content, &mut scratch)?;
-                let starts = line_starts(&content);
-                let mut found = Vec::new();
-                for m in must {
-                    m.matcher.hits(&content, &starts, &mut found);
-                }
-                let mut definitions = Vec::with_capacity(hit.defined.len());
-                for &i in &hit.defined {
-                    let span = self.symbol_span(i);
-                    definitions.push(span.0);
-                    // A `sym:` match is itself a hit: its name is what the line shows.
-                    if !query.symbols.is_empty() && span.0 < starts.len() {
-                        found.push(span);
-                    }
-                }
-                // Best first: top level before nested, then in file order.
-                definitions.sort_by_key(|&line| {
-                    let top = hit
-                        .defined
-                        .iter()
-                        .any(|&i| self.symbol_span(i).0 == line && self.symbols.top_level(i));
-                    (!top, line)
-                });
-                let mut seen = std::collections::HashSet::new();
-                definitions.retain(|&line| seen.insert(line));
-                (matches, match_count) = line_matches(
-                    &content,
-                    &starts,
-                    found,
+            if wants_lines && !stopped {
+                (matches, match_count) = self.lines_of(
+                    hit.doc,
+                    query,
                     query.max_matches_per_file,
-                    &definitions,
-                );
+                    &mut content,
+                    &mut scratch,
+                )?;
             }
             files.push(FileMatch {
+                doc: hit.doc,
                 path: doc.path.clone(),
                 language: self.lang(doc).to_owned(),
                 score: hit.score,
@@ -201,7 +197,65 @@ impl Shard {
             total_files,
             truncated,
             partial,
+            early,
         })
+    }
+
+    /// The matching lines of one file a search of this shard found (`doc` from its
+    /// [`FileMatch`]): at most `max_lines`, and the count of all.
+    pub fn lines(
+        &self,
+        doc: u32,
+        query: &PreparedQuery,
+        max_lines: usize,
+    ) -> Result<(Vec<LineMatch>, usize), IndexError> {
+        if doc as usize >= self.docs.len() {
+            return Err(IndexError::Corrupt(format!("no document {doc}")));
+        }
+        self.lines_of(doc, query, max_lines, &mut Vec::new(), &mut Vec::new())
+    }
+
+    fn lines_of(
+        &self,
+        doc: u32,
+        query: &PreparedQuery,
+        max_lines: usize,
+        content: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(Vec<LineMatch>, usize), IndexError> {
+        self.content
+            .read(self.docs[doc as usize].address, content, scratch)?;
+        let starts = line_starts(content);
+        let mut found = Vec::new();
+        for m in &query.must {
+            m.matcher.hits(content, &starts, &mut found);
+        }
+        let defined = self.defined_in(doc, query);
+        let mut definitions = Vec::with_capacity(defined.len());
+        for &i in &defined {
+            let span = self.symbol_span(i);
+            definitions.push(span.0);
+            // A `sym:` match is itself a hit: its name is what the line shows.
+            if !query.symbols.is_empty() && span.0 < starts.len() {
+                found.push(span);
+            }
+        }
+        // Best first: top level before nested, then in file order.
+        definitions.sort_by_key(|&line| {
+            let top = defined
+                .iter()
+                .any(|&i| self.symbol_span(i).0 == line && self.symbols.top_level(i));
+            (!top, line)
+        });
+        let mut seen = std::collections::HashSet::new();
+        definitions.retain(|&line| seen.insert(line));
+        Ok(line_matches(
+            content,
+            &starts,
+            found,
+            max_lines,
+            &definitions,
+        ))
     }
 
     /// BM25 of `words` on the word field for each hit (hits ascending by document).

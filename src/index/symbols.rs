@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tree_sitter_tags::{TagsConfiguration, TagsContext};
 
 use super::lines::line_starts;
-use super::prepare::SymMatcher;
+use super::prepare::{PreparedQuery, SymMatcher};
 use super::shard::Shard;
 use super::{IndexError, Symbol, SymbolQuery};
 
@@ -853,6 +853,25 @@ impl Shard {
             }
         }
         out
+    }
+
+    /// The symbols of document `doc` that `query` names: `sym:` matches, and definitions
+    /// of its identifier words (by their case rule).
+    pub(super) fn defined_in(&self, doc: u32, query: &PreparedQuery) -> Vec<u32> {
+        self.symbols
+            .of_doc(doc)
+            .filter(|&i| {
+                let name = self.symbols.name(i);
+                query.symbols.iter().any(|m| m.regex.is_match(name))
+                    || query.identifiers.iter().any(|(w, cs)| {
+                        if *cs {
+                            w == name
+                        } else {
+                            w.eq_ignore_ascii_case(name)
+                        }
+                    })
+            })
+            .collect()
     }
 
     /// The ranking bonus of a file defining `syms`: top level above nested, and an exact
