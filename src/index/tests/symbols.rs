@@ -242,6 +242,13 @@ fn the_defining_file_ranks_first_and_its_line_is_marked() -> Result<(), IndexErr
     // Users are not marked.
     assert!(result.files[1].matches.iter().all(|m| !m.definition));
     assert!(!result.files[1].matches.is_empty());
+    // A search that stops after one matching file has looked at the definition first.
+    let prepared = crate::index::PreparedQuery::new(&query)?;
+    let early = built
+        .shard
+        .search_until(&prepared, &crate::index::Stop::never().after_matches(1))?;
+    assert_eq!(early.files.len(), 1);
+    assert_eq!(early.files[0].path, "src/settings/loader_of_everything.rs");
     Ok(())
 }
 
