@@ -148,11 +148,21 @@ async fn finish_sign_in(
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "reading /2.0/user failed");
-            sign_in_error(
-                502,
-                "Bitbucket could not be reached",
-                "Signed in on Bitbucket, but reading your profile failed. Nothing was saved; try again in a moment.",
-            )
+            match e {
+                // Not a passing fault: the address is wrong, and trying again will not help.
+                crate::bitbucket::BbError::Status(axum::http::StatusCode::NOT_FOUND) => {
+                    sign_in_error(
+                        502,
+                        "Bitbucket's API address looks wrong",
+                        &wrong_api_url(&state.config.api_url),
+                    )
+                }
+                _ => sign_in_error(
+                    502,
+                    "Bitbucket could not be reached",
+                    "Signed in on Bitbucket, but reading your profile failed. Nothing was saved; try again in a moment.",
+                ),
+            }
         })?;
 
     let mut tx = state.db.pool.begin().await?;
@@ -235,6 +245,37 @@ fn safe_next(next: Option<&str>) -> String {
             n.to_owned()
         }
         _ => DEFAULT_NEXT.to_owned(),
+    }
+}
+
+/// What a person (often the operator) needs when the API answered 404 for the profile.
+fn wrong_api_url(api_url: &url::Url) -> String {
+    format!(
+        "Signed in on Bitbucket, but Bitbucket's API at {api_url} answered 404 Not Found for \
+         /2.0/user, so codelayer could not read your profile. BITBUCKET_API_URL is probably \
+         wrong (for Bitbucket Cloud it is https://api.bitbucket.org). Nothing was saved."
+    )
+}
+
+/// At start-up: asks the API for `/2.0/user` without a token. Bitbucket answers 401; a 404
+/// means `BITBUCKET_API_URL` points somewhere else, which the log says before anyone signs in.
+pub async fn check_api_url(state: AppState) {
+    let base = state.config.api_url.as_str().trim_end_matches('/');
+    let Ok(url) = url::Url::parse(&format!("{base}/2.0/user")) else {
+        return;
+    };
+    let client = reqwest::Client::builder()
+        .timeout(state.config.http_timeout)
+        .build();
+    let Ok(client) = client else { return };
+    match client.get(url.clone()).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => tracing::warn!(
+            %url,
+            "BITBUCKET_API_URL looks wrong: {url} answered 404 Not Found (Bitbucket Cloud's is \
+             https://api.bitbucket.org); sign-in will fail until it is fixed"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(%url, error = %e, "Bitbucket's API could not be reached at start-up"),
     }
 }
 

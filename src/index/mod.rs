@@ -168,6 +168,9 @@ pub struct ShardResult {
     /// True when the search was stopped (deadline, client gone) before it looked at every
     /// candidate: what it found so far is returned.
     pub partial: bool,
+    /// How many of the `total_files` matching files each language has ("" for none), so
+    /// facets add up to the total rather than to the files returned.
+    pub languages: Vec<(String, usize)>,
 }
 
 /// When a search must stop early: at a deadline, or when the flag is raised (its client

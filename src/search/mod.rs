@@ -69,8 +69,15 @@ pub struct Results {
     pub took_ms: u64,
     #[serde(skip)]
     pub repository_facets: Vec<(String, usize)>,
+    /// Counted over every matching file, like `total_files` ("" is files of no language).
     #[serde(skip)]
     pub language_facets: Vec<(String, usize)>,
+    /// Files skipped before this page (from the cursor), for page links.
+    #[serde(skip)]
+    pub offset: usize,
+    /// How many repositories the user has indexed: 0 means there is nothing to search yet.
+    #[serde(skip)]
+    pub repositories_indexed: usize,
 }
 
 /// Why a search could not run: the user's fault (a bad query or cursor) or ours (an index
@@ -153,6 +160,7 @@ pub async fn run_scoped(
         .await
         .ok_or(SearchError::Busy)?;
     let mut repos = visible::readable(state, user_id).await?;
+    let repositories_indexed = repos.len();
     if let Some(id) = only {
         repos.retain(|r| r.id == id);
     }
@@ -188,10 +196,10 @@ pub async fn run_scoped(
         if result.total_files > 0 {
             repository_facets.push((repo.name(), result.total_files));
         }
+        for (language, n) in result.languages {
+            *languages.entry(language).or_default() += n;
+        }
         for file in result.files {
-            if !file.language.is_empty() {
-                *languages.entry(file.language.clone()).or_default() += 1;
-            }
             files.push(file_hit(&repo, file));
         }
     }
@@ -219,6 +227,8 @@ pub async fn run_scoped(
         took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         repository_facets,
         language_facets,
+        offset,
+        repositories_indexed,
     })
 }
 

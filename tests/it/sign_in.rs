@@ -163,7 +163,8 @@ async fn sign_in_shows_the_display_name_and_sign_out_ends_it(backend: Backend) {
         StatusCode::SEE_OTHER,
         "signed out: sent home"
     );
-    assert_eq!(location(&after), "/");
+    // …carrying the page, so that signing in again lands on it.
+    assert_eq!(location(&after), "/?next=%2Faccount");
     let api = browser
         .get(app.at("/api/v1/workspaces"))
         .send()
