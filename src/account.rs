@@ -223,11 +223,13 @@ pub async fn create_form(
         Err(AppError::BadRequest(msg)) => Flash::error(msg).set(&session).await,
         Err(e) => return Err(e),
     }
-    Ok(Redirect::to(if form.then.as_deref() == Some("assistants") {
-        "/account#assistants"
-    } else {
-        "/account#tokens"
-    }))
+    Ok(Redirect::to(
+        if form.then.as_deref() == Some("assistants") {
+            "/account#assistants"
+        } else {
+            "/account#tokens"
+        },
+    ))
 }
 
 /// `POST /account/tokens/{id}/revoke`.

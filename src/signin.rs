@@ -275,7 +275,9 @@ pub async fn check_api_url(state: AppState) {
              https://api.bitbucket.org); sign-in will fail until it is fixed"
         ),
         Ok(_) => {}
-        Err(e) => tracing::warn!(%url, error = %e, "Bitbucket's API could not be reached at start-up"),
+        Err(e) => {
+            tracing::warn!(%url, error = %e, "Bitbucket's API could not be reached at start-up")
+        }
     }
 }
 

@@ -530,3 +530,52 @@ async fn skipped_reason(
     .ok()
     .flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(line: u32, before: Option<&str>, after: Option<&str>) -> LineHit {
+        LineHit {
+            line,
+            text: format!("hit {line}"),
+            ranges: vec![[0, 3]],
+            before: before.map(str::to_owned),
+            after: after.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn close_matches_share_one_snippet_and_far_ones_are_split() {
+        // Matches on 15 and 16 (their context overlaps), then 22, then 35.
+        let matches = [
+            hit(15, Some("c14"), Some("c16")),
+            hit(16, Some("c15"), Some("c17")),
+            hit(22, Some("c21"), Some("c23")),
+            hit(35, Some("c34"), None),
+        ];
+        let snippets = snippets(&matches);
+        let numbers: Vec<Vec<u32>> = snippets
+            .iter()
+            .map(|s| s.lines.iter().map(|l| l.number).collect())
+            .collect();
+        assert_eq!(
+            numbers,
+            [vec![14, 15, 16, 17], vec![21, 22, 23], vec![34, 35]]
+        );
+        // Line 16 is a match, not the context copy of it.
+        let sixteen = &snippets[0].lines[2];
+        assert!(sixteen.hit && sixteen.pieces.iter().any(|p| p.mark));
+        assert!(!snippets[0].lines[0].hit);
+    }
+
+    #[test]
+    fn the_first_line_has_no_line_zero_before_it() {
+        let numbers: Vec<u32> = snippets(&[hit(1, Some("?"), None)])[0]
+            .lines
+            .iter()
+            .map(|l| l.number)
+            .collect();
+        assert_eq!(numbers, [1]);
+    }
+}

@@ -201,10 +201,7 @@ fn quoted(chars: &[char], open: usize) -> Result<(String, usize), ParseError> {
 
 /// A `/regex/`: its text, where each of its characters sits in the query, and where the
 /// query goes on.
-fn regex_literal(
-    chars: &[char],
-    open: usize,
-) -> Result<(String, Vec<usize>, usize), ParseError> {
+fn regex_literal(chars: &[char], open: usize) -> Result<(String, Vec<usize>, usize), ParseError> {
     let mut text = String::new();
     let mut origins = Vec::new();
     let mut i = open + 1;

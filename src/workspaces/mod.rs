@@ -287,7 +287,12 @@ pub async fn page(
         workspaces: list_for_user(&state, user.id).await?,
         flash: Flash::take(&session).await,
         user: Some(user),
-        bitbucket_url: state.config.git_url.as_str().trim_end_matches('/').to_owned(),
+        bitbucket_url: state
+            .config
+            .git_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
     })
 }
 
