@@ -626,7 +626,7 @@ async fn the_whole_journey_in_chromium() {
     c.find(Locator::Id("repo-filter"))
         .await
         .expect("filter")
-        .send_keys("cli")
+        .send_keys("tools")
         .await
         .expect("type");
     wait_until_js(
