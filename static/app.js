@@ -67,14 +67,19 @@
       return;
     }
     bar.hidden = true;
-    overall.classList.add("done");
-    text.textContent = failed ? (ids.length - failed) + " ready, " + failed + " failed (see below)" : "Ready — search now";
     hint.textContent = "";
-    var search = document.createElement("a");
-    search.className = "button primary";
-    search.href = "/search";
-    search.textContent = "Search";
-    hint.appendChild(search);
+    if (failed === ids.length) {
+      overall.classList.add("failed");
+      text.textContent = (failed === 1 ? "The build failed" : "The builds failed") + " — the reason is below, with Retry.";
+    } else {
+      overall.classList.add("done");
+      text.textContent = failed ? (ids.length - failed) + " ready, " + failed + " failed (see below) — search now" : "Ready — search now";
+      var search = document.createElement("a");
+      search.className = "button primary";
+      search.href = "/search";
+      search.textContent = "Search";
+      hint.appendChild(search);
+    }
     // The "Building the knowledge layer for …" flash is over now.
     var flash = document.querySelector("p.flash");
     if (flash) flash.hidden = true;
@@ -98,7 +103,9 @@
           if (isBusy(r.state)) {
             cell.textContent = describe(r);
             var bar = row.querySelector("progress.row-bar");
-            if (bar) { bar.value = r.progress_percent || 0; bar.textContent = bar.value + "%"; }
+            // Nothing known yet: an indeterminate bar rather than a stuck 0%.
+            if (bar && r.progress_percent == null) bar.removeAttribute("value");
+            else if (bar) { bar.value = r.progress_percent; bar.textContent = r.progress_percent + "%"; }
           }
         });
         showOverall(repos);
