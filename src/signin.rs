@@ -269,14 +269,16 @@ pub async fn check_api_url(state: AppState) {
         .build();
     let Ok(client) = client else { return };
     match client.get(url.clone()).send().await {
-        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => tracing::warn!(
-            %url,
-            "BITBUCKET_API_URL looks wrong: {url} answered 404 Not Found (Bitbucket Cloud's is \
-             https://api.bitbucket.org); sign-in will fail until it is fixed"
-        ),
+        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+            tracing::warn!(
+                %url,
+                "BITBUCKET_API_URL looks wrong: {url} answered 404 Not Found (Bitbucket Cloud's \
+                 is https://api.bitbucket.org); sign-in will fail until it is fixed"
+            );
+        }
         Ok(_) => {}
         Err(e) => {
-            tracing::warn!(%url, error = %e, "Bitbucket's API could not be reached at start-up")
+            tracing::warn!(%url, error = %e, "Bitbucket's API could not be reached at start-up");
         }
     }
 }
