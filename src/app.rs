@@ -129,7 +129,7 @@ impl App {
         });
         repositories::resume_interrupted(&self.state).await?;
         if self.state.oauth.is_some() {
-            tokio::spawn(signin::check_api_url(self.state.clone()));
+            signin::check_api_url(&self.state.config.api_url);
         }
         let workers = worker::start(&self.state, self.state.config.workers);
         let schedule = tokio::spawn(repositories::resync_on_schedule(self.state.clone()));

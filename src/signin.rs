@@ -257,29 +257,18 @@ fn wrong_api_url(api_url: &url::Url) -> String {
     )
 }
 
-/// At start-up: asks the API for `/2.0/user` without a token. Bitbucket answers 401; a 404
-/// means `BITBUCKET_API_URL` points somewhere else, which the log says before anyone signs in.
-pub async fn check_api_url(state: AppState) {
-    let base = state.config.api_url.as_str().trim_end_matches('/');
-    let Ok(url) = url::Url::parse(&format!("{base}/2.0/user")) else {
-        return;
+/// At start-up: the usual ways of getting `BITBUCKET_API_URL` wrong, in the log before anyone
+/// signs in (no request: Bitbucket's budget is for people). Sign-in names a 404 as well.
+pub fn check_api_url(api_url: &url::Url) {
+    let mistake = if api_url.host_str() == Some("bitbucket.org") {
+        Some("the API lives at https://api.bitbucket.org, not https://bitbucket.org")
+    } else if api_url.path().contains("/2.0") {
+        Some("leave /2.0 out: codelayer adds it to every call")
+    } else {
+        None
     };
-    let client = reqwest::Client::builder()
-        .timeout(state.config.http_timeout)
-        .build();
-    let Ok(client) = client else { return };
-    match client.get(url.clone()).send().await {
-        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-            tracing::warn!(
-                %url,
-                "BITBUCKET_API_URL looks wrong: {url} answered 404 Not Found (Bitbucket Cloud's \
-                 is https://api.bitbucket.org); sign-in will fail until it is fixed"
-            );
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(%url, error = %e, "Bitbucket's API could not be reached at start-up");
-        }
+    if let Some(mistake) = mistake {
+        tracing::warn!(%api_url, "BITBUCKET_API_URL looks wrong: {mistake}; sign-in will fail until it is fixed");
     }
 }
 
