@@ -6,6 +6,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
 use crate::{
@@ -95,7 +96,7 @@ async fn finish_sign_in(
     let pending: Option<PendingSignIn> = session.remove(PENDING_KEY).await.map_err(internal)?;
     let state_matches = matches!(
         (&pending, &query.state),
-        (Some(p), Some(s)) if constant_time_eq(p.state.as_bytes(), s.as_bytes())
+        (Some(p), Some(s)) if bool::from(p.state.as_bytes().ct_eq(s.as_bytes()))
     );
     if !state_matches {
         return Err(sign_in_error(
@@ -270,10 +271,6 @@ pub fn check_api_url(api_url: &url::Url) {
     if let Some(mistake) = mistake {
         tracing::warn!(%api_url, "BITBUCKET_API_URL looks wrong: {mistake}; sign-in will fail until it is fixed");
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn sign_in_error(status: u16, title: &str, message: &str) -> AppError {

@@ -128,7 +128,8 @@ pub struct ShardQuery {
     pub languages: Vec<String>,
     /// The file's language must be none of these.
     pub exclude_languages: Vec<String>,
-    /// Matching lines returned per file; further ones are only counted.
+    /// Matching lines returned per file; further ones are only counted. 0: no lines at all
+    /// (ranking only; [`Shard::lines`] gives a file's lines later).
     pub max_matches_per_file: usize,
     /// Files returned after ranking; 0 returns them all.
     pub max_files: usize,
@@ -171,6 +172,9 @@ pub struct ShardResult {
     /// How many of the `total_files` matching files each language has ("" for none), so
     /// facets add up to the total rather than to the files returned.
     pub languages: Vec<(String, usize)>,
+    /// True when it stopped because enough files had matched (across the shards of one
+    /// search): `total_files` is then a lower bound.
+    pub early: bool,
 }
 
 /// When a search must stop early: at a deadline, or when the flag is raised (its client
@@ -179,6 +183,8 @@ pub struct ShardResult {
 pub struct Stop {
     deadline: Option<std::time::Instant>,
     cancelled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Files matched so far by every shard of the search, and how many are enough.
+    enough: Option<(std::sync::Arc<std::sync::atomic::AtomicUsize>, usize)>,
 }
 
 impl Stop {
@@ -190,12 +196,39 @@ impl Stop {
         Stop {
             deadline: Some(deadline),
             cancelled: Some(cancelled),
+            enough: None,
         }
     }
 
     /// Never stops early.
     pub fn never() -> Stop {
         Stop::default()
+    }
+
+    /// Also stops once `files` files have matched in all the shards sharing this `Stop`
+    /// (they examine their best-ranked files first, so the first page is among those).
+    pub fn after_matches(mut self, files: usize) -> Stop {
+        self.enough = Some((std::sync::Arc::default(), files.max(1)));
+        self
+    }
+
+    /// Counts one matching file; true when enough have matched.
+    pub(crate) fn found_enough(&self) -> bool {
+        self.enough.as_ref().is_some_and(|(n, target)| {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= *target
+        })
+    }
+
+    /// Whether enough files have matched already.
+    pub(crate) fn has_enough(&self) -> bool {
+        self.enough
+            .as_ref()
+            .is_some_and(|(n, target)| n.load(std::sync::atomic::Ordering::Relaxed) >= *target)
+    }
+
+    /// Whether this search stops after enough matches (a count is then a lower bound).
+    pub fn counts_early(&self) -> bool {
+        self.enough.is_some()
     }
 
     /// Whether the search should stop now.
@@ -212,6 +245,8 @@ impl Stop {
 /// One matching file.
 #[derive(Clone, Debug)]
 pub struct FileMatch {
+    /// The file within its shard, for [`Shard::lines`] (valid for the shard that found it).
+    pub doc: u32,
     /// Path in the repository.
     pub path: String,
     /// Lower-case language name, "" when unknown.

@@ -5,6 +5,7 @@ use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocSet, Term};
 
+use super::LineMatch;
 use super::lines::{line_matches, line_starts};
 use super::prepare::PreparedQuery;
 use super::shard::Shard;
@@ -46,9 +47,15 @@ impl Shard {
         stop: &Stop,
     ) -> Result<ShardResult, IndexError> {
         let (must, must_not) = (&query.must, &query.must_not);
-        let mut partial = false;
-        let candidates: Box<dyn Iterator<Item = u32>> = match self.candidates(&query.q)? {
+        let (mut partial, mut early) = (false, false);
+        // A search that may stop early looks at the likely best files first.
+        let candidates: Box<dyn Iterator<Item = u32> + '_> = match self.candidates(&query.q)? {
+            Some(mut docs) if stop.counts_early() => {
+                docs.sort_unstable_by_key(|&d| self.rank_of[d as usize]);
+                Box::new(docs.into_iter())
+            }
             Some(docs) => Box::new(docs.into_iter()),
+            None if stop.counts_early() => Box::new(self.by_rank.iter().copied()),
             None => Box::new(0..self.docs.len() as u32),
         };
         let (mut content, mut scratch) = (Vec::new(), Vec::new());
@@ -58,6 +65,10 @@ impl Shard {
         for (n, d) in candidates.enumerate() {
             if n % 64 == 63 && stop.reached() {
                 partial = true;
+                break;
+            }
+            if stop.has_enough() {
+                early = true;
                 break;
             }
             let doc = &self.docs[d as usize];
@@ -91,6 +102,7 @@ impl Shard {
                     .any(|m| m.whole_word.as_ref().is_some_and(|w| w.is_match(&content)));
             }
             hits.push(hit);
+            stop.found_enough();
         }
 
         let total_files = hits.len();
@@ -128,19 +140,20 @@ impl Shard {
             let doc = &self.docs[hit.doc as usize];
             let (mut matches, mut match_count) = (Vec::new(), 0);
             // Past the stop, the files found keep their place but not their lines.
-            let stopped = !must.is_empty() && stop.reached();
+            let wants_lines = !must.is_empty() && query.max_matches_per_file > 0;
+            let stopped = wants_lines && stop.reached();
             partial |= stopped;
-            if !must.is_empty() && !stopped {
-                self.content.read(doc.address, &mut content, &mut scratch)?;
-                let starts = line_starts(&content);
-                let mut found = Vec::new();
-                for m in must {
-                    m.matcher.hits(&content, &starts, &mut found);
-                }
-                (matches, match_count) =
-                    line_matches(&content, &starts, found, query.max_matches_per_file);
+            if wants_lines && !stopped {
+                (matches, match_count) = self.lines_of(
+                    hit.doc,
+                    query,
+                    query.max_matches_per_file,
+                    &mut content,
+                    &mut scratch,
+                )?;
             }
             files.push(FileMatch {
+                doc: hit.doc,
                 path: doc.path.clone(),
                 language: self.lang(doc).to_owned(),
                 score: hit.score,
@@ -154,7 +167,40 @@ impl Shard {
             truncated,
             partial,
             languages,
+            early,
         })
+    }
+
+    /// The matching lines of one file a search of this shard found (`doc` from its
+    /// [`FileMatch`]): at most `max_lines`, and the count of all.
+    pub fn lines(
+        &self,
+        doc: u32,
+        query: &PreparedQuery,
+        max_lines: usize,
+    ) -> Result<(Vec<LineMatch>, usize), IndexError> {
+        if doc as usize >= self.docs.len() {
+            return Err(IndexError::Corrupt(format!("no document {doc}")));
+        }
+        self.lines_of(doc, query, max_lines, &mut Vec::new(), &mut Vec::new())
+    }
+
+    fn lines_of(
+        &self,
+        doc: u32,
+        query: &PreparedQuery,
+        max_lines: usize,
+        content: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(Vec<LineMatch>, usize), IndexError> {
+        self.content
+            .read(self.docs[doc as usize].address, content, scratch)?;
+        let starts = line_starts(content);
+        let mut found = Vec::new();
+        for m in &query.must {
+            m.matcher.hits(content, &starts, &mut found);
+        }
+        Ok(line_matches(content, &starts, found, max_lines))
     }
 
     /// BM25 of `words` on the word field for each hit (hits ascending by document).

@@ -27,6 +27,10 @@ pub struct Shard {
     pub(super) langs: Vec<String>,
     /// Global ordinals sorted by path.
     by_path: Vec<u32>,
+    /// Global ordinals in static rank order (likely best files first), and each
+    /// ordinal's position in it: a search that stops early has looked at the best.
+    pub(super) by_rank: Vec<u32>,
+    pub(super) rank_of: Vec<u32>,
 }
 
 /// What the shard knows about one file without reading it.
@@ -58,6 +62,12 @@ impl Shard {
         }
         let mut by_path: Vec<u32> = (0..docs.len() as u32).collect();
         by_path.sort_unstable_by(|&a, &b| docs[a as usize].path.cmp(&docs[b as usize].path));
+        let mut by_rank = by_path.clone();
+        by_rank.sort_by_cached_key(|&d| static_rank(&docs[d as usize], &langs));
+        let mut rank_of = vec![0u32; docs.len()];
+        for (position, &d) in by_rank.iter().enumerate() {
+            rank_of[d as usize] = position as u32;
+        }
         Ok(Shard {
             searcher,
             _reader: reader,
@@ -67,6 +77,8 @@ impl Shard {
             bases,
             langs,
             by_path,
+            by_rank,
+            rank_of,
         })
     }
 
@@ -132,6 +144,34 @@ impl Shard {
             .candidates(&query.q)?
             .map_or(self.docs.len(), |c| c.len()))
     }
+}
+
+/// A file's rank before any query, lower first: source in a known language before tests
+/// and examples, before vendored or generated code, before files of no known language;
+/// then shallower and shorter paths, then smaller files.
+fn static_rank(doc: &DocMeta, langs: &[String]) -> (u8, usize, usize, u64) {
+    let path = doc.path.to_ascii_lowercase();
+    let known = langs
+        .get(usize::from(doc.lang))
+        .is_some_and(|l| !l.is_empty());
+    let has = |parts: &[&str]| parts.iter().any(|p| path.contains(p));
+    let class = if !known {
+        3
+    } else if has(&[
+        "vendor/",
+        "third_party/",
+        "third-party/",
+        "node_modules/",
+        "generated",
+        ".min.",
+    ]) {
+        2
+    } else if has(&["test", "example", "bench", "fixture", "mock"]) {
+        1
+    } else {
+        0
+    };
+    (class, path.matches('/').count(), path.len(), doc.address.2)
 }
 
 fn corrupt(what: &str) -> IndexError {

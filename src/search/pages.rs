@@ -17,13 +17,21 @@ use crate::{
     visible,
 };
 
-use super::{FileHit, LineHit, PAGE_SIZE, Results, SearchError, index_fault, query, run};
+use super::{FileHit, LineHit, PAGE_SIZE, Results, SearchError, index_fault, query, run_counted};
 
 #[derive(Deserialize)]
 pub struct SearchParams {
     #[serde(default)]
     q: String,
     cursor: Option<String>,
+    /// `exact=1`: count every matching file instead of stopping once the page is sure.
+    exact: Option<String>,
+}
+
+impl SearchParams {
+    fn exact(&self) -> bool {
+        matches!(self.exact.as_deref(), Some("1" | "true" | "yes"))
+    }
 }
 
 /// A line cut into plain and highlighted pieces, for the template.
@@ -249,6 +257,12 @@ impl SearchPage {
         self.narrow(&format!("lang:{lang}"))
     }
 
+    /// Link to the same query, counting every matching file.
+    pub fn exact_href(&self) -> String {
+        let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
+        format!("/search?q={q}&exact=1")
+    }
+
     /// Link to the next page of results.
     pub fn next_href(&self, cursor: &str) -> String {
         let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
@@ -268,11 +282,22 @@ pub async fn page(
     user: CurrentUser,
     QueryString(params): QueryString<SearchParams>,
 ) -> Result<SearchPage, AppError> {
+    let exact = params.exact();
     let q = params.q;
     let (results, error, error_at) = if q.trim().is_empty() {
         (None, None, None)
     } else {
-        match run(&state, user.id, &q, params.cursor.as_deref(), PAGE_SIZE).await {
+        match run_counted(
+            &state,
+            user.id,
+            &q,
+            params.cursor.as_deref(),
+            PAGE_SIZE,
+            None,
+            exact,
+        )
+        .await
+        {
             Ok(results) => (Some(results), None, None),
             Err(e @ (SearchError::Index { .. } | SearchError::Database(_))) => {
                 return Err(e.into());
@@ -304,12 +329,14 @@ pub async fn api(
         .into());
     }
     Ok(Json(
-        run(
+        run_counted(
             &state,
             user.id,
             &params.q,
             params.cursor.as_deref(),
             PAGE_SIZE,
+            None,
+            params.exact(),
         )
         .await
         .map_err(AppError::from)?,

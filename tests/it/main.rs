@@ -6,6 +6,7 @@
 mod common;
 
 mod browser;
+mod counting;
 mod deployment;
 mod fake_bitbucket;
 mod hostile;
