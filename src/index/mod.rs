@@ -208,6 +208,9 @@ pub struct ShardResult {
     /// True when the search was stopped (deadline, client gone) before it looked at every
     /// candidate: what it found so far is returned.
     pub partial: bool,
+    /// How many of the `total_files` matching files each language has ("" for none), so
+    /// facets add up to the total rather than to the files returned.
+    pub languages: Vec<(String, usize)>,
     /// True when it stopped because enough files had matched (across the shards of one
     /// search): `total_files` is then a lower bound.
     pub early: bool,

@@ -135,6 +135,16 @@ impl Shard {
         }
 
         let total_files = hits.len();
+        let mut languages = std::collections::BTreeMap::<&str, usize>::new();
+        for hit in &hits {
+            *languages
+                .entry(self.lang(&self.docs[hit.doc as usize]))
+                .or_default() += 1;
+        }
+        let languages = languages
+            .into_iter()
+            .map(|(l, n)| (l.to_owned(), n))
+            .collect();
         let bm25 = self.bm25(&hits, &query.words)?;
         for (hit, bm25) in hits.iter_mut().zip(bm25) {
             let path_len = self.docs[hit.doc as usize].path.len() as f32;
@@ -197,6 +207,7 @@ impl Shard {
             total_files,
             truncated,
             partial,
+            languages,
             early,
         })
     }

@@ -75,8 +75,15 @@ pub struct Results {
     pub took_ms: u64,
     #[serde(skip)]
     pub repository_facets: Vec<(String, usize)>,
+    /// Counted over every matching file, like `total_files` ("" is files of no language).
     #[serde(skip)]
     pub language_facets: Vec<(String, usize)>,
+    /// Files skipped before this page (from the cursor), for page links.
+    #[serde(skip)]
+    pub offset: usize,
+    /// How many repositories the user has indexed: 0 means there is nothing to search yet.
+    #[serde(skip)]
+    pub repositories_indexed: usize,
 }
 
 /// Why a search could not run: the user's fault (a bad query or cursor) or ours (an index
@@ -166,6 +173,7 @@ pub async fn run_counted(
     // since (the generation is read before the work): the same answer.
     let generation = state.shards.generation();
     let mut repos = visible::readable(state, user_id).await?;
+    let repositories_indexed = repos.len();
     if let Some(id) = only {
         repos.retain(|r| r.id == id);
     }
@@ -174,10 +182,12 @@ pub async fn run_counted(
     if let Some(kept) = state.recent.get::<Results>(user_id, &key, generation) {
         return Ok(Results {
             took_ms: 0,
+            repositories_indexed,
             ..(*kept).clone()
         });
     }
-    let results = compute(state, user_id, repos, text, cursor, page_size, exact).await?;
+    let mut results = compute(state, user_id, repos, text, cursor, page_size, exact).await?;
+    results.repositories_indexed = repositories_indexed;
     // A cut answer is not kept: asking again may find more.
     if !results.partial {
         state
@@ -250,10 +260,10 @@ async fn compute(
         if result.total_files > 0 {
             repository_facets.push((repo.name(), result.total_files));
         }
+        for (language, n) in result.languages {
+            *languages.entry(language).or_default() += n;
+        }
         for file in result.files {
-            if !file.language.is_empty() {
-                *languages.entry(file.language.clone()).or_default() += 1;
-            }
             files.push(file_hit(&repo, file));
         }
     }
@@ -283,6 +293,8 @@ async fn compute(
         took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         repository_facets,
         language_facets,
+        offset,
+        repositories_indexed: 0,
     })
 }
 

@@ -93,9 +93,82 @@ impl LineHit {
     }
 }
 
+/// One line of a result snippet: a match, or context around one.
+pub struct SnippetLine {
+    pub number: u32,
+    pub pieces: Vec<Piece>,
+    pub hit: bool,
+    /// The line defines a searched identifier (or a `sym:` match).
+    pub definition: bool,
+}
+
+/// Consecutive lines of a result file; the page puts a separator between snippets.
+pub struct Snippet {
+    pub lines: Vec<SnippetLine>,
+}
+
+/// Merges matches and their context lines into snippets: each line once (a match wins over
+/// the same line as context), in order, split where lines are left out.
+pub fn snippets(matches: &[LineHit]) -> Vec<Snippet> {
+    let context = |number: u32, text: &str| SnippetLine {
+        number,
+        pieces: pieces(text, &[]),
+        hit: false,
+        definition: false,
+    };
+    let mut lines = std::collections::BTreeMap::new();
+    for m in matches {
+        if let Some(before) = &m.before
+            && m.line > 1
+        {
+            lines
+                .entry(m.line - 1)
+                .or_insert_with(|| context(m.line - 1, before));
+        }
+        if let Some(after) = &m.after {
+            lines
+                .entry(m.line + 1)
+                .or_insert_with(|| context(m.line + 1, after));
+        }
+        lines.insert(
+            m.line,
+            SnippetLine {
+                number: m.line,
+                pieces: m.pieces(),
+                hit: true,
+                definition: m.definition,
+            },
+        );
+    }
+    let mut out: Vec<Snippet> = Vec::new();
+    for (number, line) in lines {
+        match out.last_mut() {
+            Some(s) if s.lines.last().is_some_and(|l| l.number + 1 == number) => {
+                s.lines.push(line);
+            }
+            _ => out.push(Snippet { lines: vec![line] }),
+        }
+    }
+    out
+}
+
 impl FileHit {
     pub fn href(&self, q: &str, line: u32) -> String {
         blob_href(self.repository_id, &self.path, q, line)
+    }
+
+    pub fn snippets(&self) -> Vec<Snippet> {
+        snippets(&self.matches)
+    }
+
+    /// Matching lines not shown here (the file view marks them all).
+    pub fn more(&self) -> usize {
+        self.match_count.saturating_sub(self.matches.len())
+    }
+
+    /// The file view at the last match shown, where the hidden ones follow.
+    pub fn more_href(&self, q: &str) -> String {
+        self.href(q, self.matches.last().map_or(1, |m| m.line))
     }
 }
 
@@ -116,10 +189,71 @@ pub struct SearchPage {
     user: Option<CurrentUser>,
     q: String,
     error: Option<String>,
+    /// Where in the query the error is (characters from 0), to point at it.
+    error_at: Option<usize>,
     results: Option<Results>,
 }
 
+/// A link in the row of page numbers; `href` is `None` for the current page and for gaps.
+pub struct PageLink {
+    pub label: String,
+    pub href: Option<String>,
+    pub current: bool,
+}
+
 impl SearchPage {
+    /// Spaces up to the error's position, then a caret: drawn under the query.
+    pub fn caret(&self) -> Option<String> {
+        let at = self.error_at?;
+        (!self.q.contains('\n') && at <= self.q.chars().count())
+            .then(|| format!("{}^", " ".repeat(at)))
+    }
+
+    fn page_href(&self, offset: usize) -> String {
+        let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
+        if offset == 0 {
+            format!("/search?q={q}")
+        } else {
+            format!("/search?q={q}&cursor={}", super::encode_cursor(offset))
+        }
+    }
+
+    /// The previous page, if this is not the first.
+    pub fn previous_href(&self) -> Option<String> {
+        let r = self.results.as_ref()?;
+        (r.offset > 0).then(|| self.page_href(r.offset.saturating_sub(PAGE_SIZE)))
+    }
+
+    /// Page numbers: the first, the last and two either side of this one, "…" between.
+    pub fn page_links(&self) -> Vec<PageLink> {
+        let Some(r) = &self.results else {
+            return Vec::new();
+        };
+        let reachable = r.total_files.min(super::MAX_DEPTH);
+        let pages = reachable.div_ceil(PAGE_SIZE).max(r.offset / PAGE_SIZE + 1);
+        if pages <= 1 {
+            return Vec::new();
+        }
+        let current = r.offset / PAGE_SIZE;
+        let mut out = Vec::new();
+        for page in 0..pages {
+            if page == 0 || page + 1 == pages || page.abs_diff(current) <= 2 {
+                out.push(PageLink {
+                    label: (page + 1).to_string(),
+                    href: (page != current).then(|| self.page_href(page * PAGE_SIZE)),
+                    current: page == current,
+                });
+            } else if out.last().is_some_and(|l| l.label != "…") {
+                out.push(PageLink {
+                    label: "…".to_owned(),
+                    href: None,
+                    current: false,
+                });
+            }
+        }
+        out
+    }
+
     fn narrow(&self, filter: &str) -> String {
         let q = format!("{} {filter}", self.q.trim());
         let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
@@ -147,6 +281,12 @@ impl SearchPage {
         let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
         format!("/search?q={q}&cursor={cursor}")
     }
+
+    /// A language facet's name: files of no language are "other" (a count, not a link: no
+    /// filter selects them).
+    pub fn language_name(lang: &str) -> &str {
+        if lang.is_empty() { "other" } else { lang }
+    }
 }
 
 /// `GET /search?q=`.
@@ -157,8 +297,8 @@ pub async fn page(
 ) -> Result<SearchPage, AppError> {
     let exact = params.exact();
     let q = params.q;
-    let (results, error) = if q.trim().is_empty() {
-        (None, None)
+    let (results, error, error_at) = if q.trim().is_empty() {
+        (None, None, None)
     } else {
         match run_counted(
             &state,
@@ -171,17 +311,19 @@ pub async fn page(
         )
         .await
         {
-            Ok(results) => (Some(results), None),
+            Ok(results) => (Some(results), None, None),
             Err(e @ (SearchError::Index { .. } | SearchError::Database(_))) => {
                 return Err(e.into());
             }
-            Err(e) => (None, Some(e.to_string())),
+            Err(SearchError::Query(e)) => (None, Some(e.to_string()), Some(e.position)),
+            Err(e) => (None, Some(e.to_string()), None),
         }
     };
     Ok(SearchPage {
         user: Some(user),
         q,
         error,
+        error_at,
         results,
     })
 }
@@ -234,6 +376,18 @@ pub struct BlobPage {
     q: String,
     /// The file's definitions, in file order with their depth.
     outline: Vec<Symbol>,
+}
+
+impl BlobPage {
+    /// The lines that hold a match, for the jump list above the file (at most 100).
+    pub fn matching(&self) -> Vec<usize> {
+        self.lines
+            .iter()
+            .filter(|l| l.pieces.iter().any(|p| p.mark))
+            .map(|l| l.number)
+            .take(100)
+            .collect()
+    }
 }
 
 /// `GET /repos/{id}/blob/{*path}`: the file at the indexed commit, from the shard only.
@@ -509,4 +663,54 @@ async fn skipped_reason(
     .await
     .ok()
     .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(line: u32, before: Option<&str>, after: Option<&str>) -> LineHit {
+        LineHit {
+            line,
+            text: format!("hit {line}"),
+            ranges: vec![[0, 3]],
+            before: before.map(str::to_owned),
+            after: after.map(str::to_owned),
+            definition: false,
+        }
+    }
+
+    #[test]
+    fn close_matches_share_one_snippet_and_far_ones_are_split() {
+        // Matches on 15 and 16 (their context overlaps), then 22, then 35.
+        let matches = [
+            hit(15, Some("c14"), Some("c16")),
+            hit(16, Some("c15"), Some("c17")),
+            hit(22, Some("c21"), Some("c23")),
+            hit(35, Some("c34"), None),
+        ];
+        let snippets = snippets(&matches);
+        let numbers: Vec<Vec<u32>> = snippets
+            .iter()
+            .map(|s| s.lines.iter().map(|l| l.number).collect())
+            .collect();
+        assert_eq!(
+            numbers,
+            [vec![14, 15, 16, 17], vec![21, 22, 23], vec![34, 35]]
+        );
+        // Line 16 is a match, not the context copy of it.
+        let sixteen = &snippets[0].lines[2];
+        assert!(sixteen.hit && sixteen.pieces.iter().any(|p| p.mark));
+        assert!(!snippets[0].lines[0].hit);
+    }
+
+    #[test]
+    fn the_first_line_has_no_line_zero_before_it() {
+        let numbers: Vec<u32> = snippets(&[hit(1, Some("?"), None)])[0]
+            .lines
+            .iter()
+            .map(|l| l.number)
+            .collect();
+        assert_eq!(numbers, [1]);
+    }
 }

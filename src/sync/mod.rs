@@ -48,6 +48,16 @@ impl RepoState {
     }
 }
 
+impl RepoState {
+    /// Queued, cloning or indexing: work on it is under way.
+    pub fn is_busy(self) -> bool {
+        matches!(
+            self,
+            RepoState::Queued | RepoState::Cloning | RepoState::Indexing
+        )
+    }
+}
+
 impl std::fmt::Display for RepoState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
