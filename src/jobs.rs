@@ -177,16 +177,22 @@ impl Queue {
         Ok(abandoned)
     }
 
-    /// Adds a job unless the same one is already waiting.
+    /// Adds a job unless the same one is already waiting. A failed one is queued afresh; a
+    /// running one is marked to run once more when it ends (what it is doing may already be
+    /// out of date: a push, a click on Sync or Refresh arrived after it started).
     pub async fn enqueue(&self, job: &Job) -> Result<(), sqlx::Error> {
         let payload = serde_json::to_string(job).expect("jobs serialize");
         let at = now();
         sqlx::query(
             "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_after, lease_until, created_at) \
              VALUES ($1, $2, $3, 'queued', 0, $4, $5, 0, $5) \
-             ON CONFLICT (dedupe_key) DO UPDATE SET state = 'queued', attempts = 0, \
-               run_after = excluded.run_after, last_error = NULL \
-             WHERE jobs.state = 'failed'",
+             ON CONFLICT (dedupe_key) DO UPDATE SET \
+               state = CASE WHEN jobs.state = 'failed' THEN 'queued' ELSE jobs.state END, \
+               attempts = CASE WHEN jobs.state = 'failed' THEN 0 ELSE jobs.attempts END, \
+               run_after = CASE WHEN jobs.state = 'failed' THEN excluded.run_after ELSE jobs.run_after END, \
+               last_error = CASE WHEN jobs.state = 'failed' THEN NULL ELSE jobs.last_error END, \
+               rerun = CASE WHEN jobs.state = 'running' THEN 1 ELSE jobs.rerun END \
+             WHERE jobs.state IN ('failed', 'running')",
         )
         .bind(job.kind_and_id().0.as_str())
         .bind(payload)
@@ -244,13 +250,31 @@ impl Queue {
         Ok(())
     }
 
-    /// A finished job leaves the table.
-    pub async fn complete(&self, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM jobs WHERE id = $1")
+    /// A finished job leaves the table, unless it was asked for again while it ran: then
+    /// it is queued once more. Returns true when it was.
+    pub async fn complete(&self, id: i64) -> Result<bool, sqlx::Error> {
+        // `rerun` only turns on while the job runs, so if this delete misses, it is set.
+        let deleted = sqlx::query("DELETE FROM jobs WHERE id = $1 AND rerun = 0")
             .bind(id)
             .execute(&self.db.pool)
             .await?;
-        Ok(())
+        if deleted.rows_affected() == 1 {
+            return Ok(false);
+        }
+        self.run_again(id).await
+    }
+
+    /// Queues a job that was asked for again while it ran, as a fresh job due now.
+    async fn run_again(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let queued = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, rerun = 0, run_after = $2, \
+               lease_until = 0, last_error = NULL WHERE id = $1 AND rerun = 1",
+        )
+        .bind(id)
+        .bind(now())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(queued.rows_affected() == 1)
     }
 
     /// Schedules another attempt with exponential backoff and jitter, or fails the job.
@@ -267,9 +291,10 @@ impl Queue {
         let capped = base.min(Duration::from_secs(3600));
         let jitter: f64 = rand::rng().random_range(0.5..1.0);
         let delay_ms = (capped.as_millis() as f64 * jitter) as i64;
+        // The next attempt also does what was asked for meanwhile.
         sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_after = $2, lease_until = 0, last_error = $3 \
-             WHERE id = $1",
+            "UPDATE jobs SET state = 'queued', run_after = $2, lease_until = 0, last_error = $3, \
+               rerun = 0 WHERE id = $1",
         )
         .bind(claimed.id)
         // run_after has a resolution of seconds: round up so the delay is never skipped.
@@ -285,14 +310,19 @@ impl Queue {
         self.fail(claimed.id, error).await
     }
 
+    /// Fails a job, or queues it afresh when it was asked for again while it ran.
     async fn fail(&self, id: i64, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE jobs SET state = 'failed', lease_until = 0, last_error = $2 WHERE id = $1",
+        let failed = sqlx::query(
+            "UPDATE jobs SET state = 'failed', lease_until = 0, last_error = $2 \
+             WHERE id = $1 AND rerun = 0",
         )
         .bind(id)
         .bind(error)
         .execute(&self.db.pool)
         .await?;
+        if failed.rows_affected() == 0 {
+            self.run_again(id).await?;
+        }
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     jobs::Job,
     state::AppState,
     sync::RepoState,
-    view::{Flash, format_time, human_bytes},
+    view::{Flash, format_clock, format_time, human_bytes},
     workspaces::{self, WorkspaceStatus, WorkspaceView},
 };
 
@@ -43,6 +43,15 @@ pub struct RepositoryView {
     pub state: RepoState,
     pub progress: String,
     pub indexed_commit: Option<String>,
+    /// Bitbucket's main branch head when last checked, and when that was.
+    pub head_commit: Option<String>,
+    #[serde(serialize_with = "crate::view::serialize_rfc3339")]
+    pub checked_at: Option<i64>,
+    /// Bitbucket's head has moved past the indexed commit (since `ahead_since`).
+    #[sqlx(try_from = "i64")]
+    pub bitbucket_ahead: Flag,
+    #[serde(serialize_with = "crate::view::serialize_rfc3339")]
+    pub ahead_since: Option<i64>,
     pub files: i64,
     pub bytes: i64,
     pub error: Option<String>,
@@ -90,6 +99,34 @@ impl RepositoryView {
         parts.join(", ")
     }
 
+    /// How fresh the index is, for the page: "indexed abc1234 · checked … · up to date" or
+    /// "… · Bitbucket is ahead since …, updating". Empty before the first check.
+    pub fn freshness_text(&self) -> String {
+        let Some(checked) = self.checked_at.filter(|_| self.selected.0) else {
+            return String::new();
+        };
+        let indexed = self
+            .indexed_commit
+            .as_deref()
+            .map_or("nothing indexed".to_owned(), |c| {
+                format!("indexed {}", c.get(..7).unwrap_or(c))
+            });
+        let verdict = if !self.bitbucket_ahead.0 {
+            "up to date".to_owned()
+        } else {
+            let since = format_clock(self.ahead_since.unwrap_or(checked));
+            let head = self.head_commit.as_deref().unwrap_or_default();
+            let head = head.get(..7).unwrap_or(head);
+            let what = if self.state == RepoState::Failed {
+                "the update failed, it is tried again on a schedule"
+            } else {
+                "updating"
+            };
+            format!("Bitbucket is ahead since {since} (at {head}), {what}")
+        };
+        format!("{indexed} · checked {} · {verdict}", format_clock(checked))
+    }
+
     /// What the state column says: "ready · abc1234 · 12 files · 1.2 MB · 2026-…".
     pub fn state_text(&self) -> String {
         match self.state {
@@ -118,7 +155,10 @@ impl RepositoryView {
 
 const LISTED: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.name, r.full_name, r.language, r.size, \
        r.is_private, r.updated_on, r.selected, r.state, r.progress, r.indexed_commit, r.files, \
-       r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped \
+       r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped, r.head_commit, r.checked_at, \
+       r.ahead_since, CASE WHEN r.head_commit IS NOT NULL \
+         AND (r.indexed_commit IS NULL OR r.head_commit <> r.indexed_commit) THEN 1 ELSE 0 END \
+         AS bitbucket_ahead \
      FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
      WHERE r.user_id = $1 AND w.user_id = $1 AND w.purging = 0 AND w.linked = 1";
 
@@ -268,6 +308,22 @@ async fn queue_sync(
     .execute(&state.db.pool)
     .await?;
     if updated.rows_affected() == 1 {
+        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+        return Ok(());
+    }
+    // A build is running: asked for now, it runs once more after it (it may have started
+    // before what the user wants to see), instead of the request being dropped.
+    let building: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM repositories WHERE id = $1 AND user_id = $2 AND selected = 1 \
+           AND state IN ($3, $4)",
+    )
+    .bind(repo_id)
+    .bind(user_id)
+    .bind(RepoState::Cloning.as_str())
+    .bind(RepoState::Indexing.as_str())
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if building.is_some() {
         state.enqueue(&Job::SyncRepository { repo_id }).await?;
     }
     Ok(())
