@@ -8,6 +8,7 @@ mod common;
 mod browser;
 mod deployment;
 mod fake_bitbucket;
+mod freshness;
 mod hostile;
 mod knowledge_layer;
 mod mcp;
