@@ -61,6 +61,8 @@ struct Pollable {
     main_branch: String,
     indexed_commit: Option<String>,
     head_commit: Option<String>,
+    #[sqlx(try_from = "String")]
+    state: RepoState,
     poll_at: i64,
 }
 
@@ -75,10 +77,15 @@ enum Checked {
     Skipped,
 }
 
+/// HTTP requests one check costs: git asks without credentials first and repeats the
+/// request after the 401 (the token only ever comes from libgit2's credentials callback).
+const REQUESTS_PER_CHECK: u64 = 2;
+
 /// The gap between two checks: the interval shared by the repositories, never faster than
 /// the git budget's share allows.
 fn spacing(interval: Duration, repositories: u64, per_hour: u32, share_percent: u32) -> Duration {
-    let allowed_per_hour = (u64::from(per_hour) * u64::from(share_percent) / 100).max(1);
+    let allowed_per_hour =
+        (u64::from(per_hour) * u64::from(share_percent) / 100 / REQUESTS_PER_CHECK).max(1);
     let floor = Duration::from_secs(3600).div_f64(allowed_per_hour as f64);
     let even = interval.div_f64(repositories.max(1) as f64);
     even.max(floor)
@@ -113,17 +120,42 @@ impl Backoff {
         };
     }
 
+    /// Takes a finished check's outcome into account.
+    fn learn(&mut self, done: Result<Checked, tokio::task::JoinError>, spacing: Duration) {
+        match done {
+            Ok(Checked::Answered) => self.answered(spacing),
+            Ok(Checked::SlowDown) => {
+                self.slow_down(spacing);
+                tracing::info!(
+                    wait_ms = u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX),
+                    "Bitbucket's git server asked to slow down; head checks wait longer"
+                );
+            }
+            Ok(Checked::Skipped) => {}
+            Err(e) => tracing::warn!(error = %e, "a head check stopped"),
+        }
+    }
+
     fn stretch(&self, spacing: Duration) -> Duration {
         spacing.max(self.wait)
     }
 }
+
+/// Checks in flight at once: a slow answer must not stretch the pace for everyone else.
+const MAX_IN_FLIGHT: usize = 8;
 
 /// The head-check loop: one check every `spacing`, the repository due longest first.
 async fn check_heads(state: AppState) {
     let config = state.config.clone();
     let mut backoff = Backoff::default();
     let mut last: Option<Instant> = None;
+    let mut running: tokio::task::JoinSet<Checked> = tokio::task::JoinSet::new();
+    let mut even = config.poll_interval;
     loop {
+        // Answers first: a 429 slows the very next check.
+        while let Some(done) = running.try_join_next() {
+            backoff.learn(done, even);
+        }
         let count: Result<i64, _> =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {POLLABLE}")))
                 .fetch_one(&state.db.pool)
@@ -136,7 +168,7 @@ async fn check_heads(state: AppState) {
                 continue;
             }
         };
-        let even = spacing(
+        even = spacing(
             config.poll_interval,
             count,
             config.git_requests_per_hour,
@@ -154,20 +186,20 @@ async fn check_heads(state: AppState) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
+        if running.len() >= MAX_IN_FLIGHT {
+            // Bitbucket is slow to answer: wait for one instead of piling more on.
+            if let Ok(Some(done)) =
+                tokio::time::timeout(Duration::from_secs(1), running.join_next()).await
+            {
+                backoff.learn(done, even);
+            }
+            continue;
+        }
         match claim_next(&state).await {
             Ok(Some(repo)) => {
                 last = Some(Instant::now());
-                match check(&state, &repo).await {
-                    Checked::Answered => backoff.answered(even),
-                    Checked::SlowDown => {
-                        backoff.slow_down(even);
-                        tracing::info!(
-                            wait_ms = u64::try_from(backoff.wait.as_millis()).unwrap_or(u64::MAX),
-                            "Bitbucket's git server asked to slow down; head checks wait longer"
-                        );
-                    }
-                    Checked::Skipped => {}
-                }
+                let state = state.clone();
+                running.spawn(async move { check(&state, &repo).await });
             }
             Ok(None) => tokio::time::sleep(even.min(Duration::from_secs(1))).await,
             Err(e) => {
@@ -186,7 +218,8 @@ async fn claim_next(state: &AppState) -> Result<Option<Pollable>, sqlx::Error> {
         let at = now();
         let next: Option<Pollable> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT r.id, r.user_id, w.slug AS workspace, r.slug, r.main_branch, \
-               r.indexed_commit, r.head_commit, COALESCE(r.poll_at, 0) AS poll_at {POLLABLE} \
+               r.indexed_commit, r.head_commit, r.state, COALESCE(r.poll_at, 0) AS poll_at \
+             {POLLABLE} \
                AND COALESCE(r.poll_at, 0) <= $1 \
              ORDER BY COALESCE(r.poll_at, 0), r.id LIMIT 1"
         )))
@@ -290,8 +323,13 @@ async fn record(state: &AppState, repo: &Pollable, head: &str) -> Result<(), sql
     .execute(&state.db.pool)
     .await?;
     // Compared with the last head seen, not only the indexed one: a build that keeps failing
-    // on one commit is retried by `heal_failed`'s backoff, not by every check.
-    if ahead && repo.head_commit.as_deref() != Some(head) {
+    // on one commit is retried by `heal_failed`'s backoff, not by every check. A failed
+    // repository whose head was never seen (its first fetch failed) waits for that backoff too.
+    let moved = match repo.head_commit.as_deref() {
+        Some(seen) => seen != head,
+        None => repo.state != RepoState::Failed,
+    };
+    if ahead && moved {
         tracing::info!(repo_id = %repo.id, head, "main branch moved on Bitbucket; syncing");
         state
             .enqueue(&Job::SyncRepository { repo_id: repo.id })
@@ -413,10 +451,11 @@ mod tests {
         let minute = Duration::from_secs(60);
         // 100 repositories a minute: one check every 0.6 s.
         assert_eq!(spacing(minute, 100, 60_000, 50), Duration::from_millis(600));
-        // 10,000 would need 166 a second; half of 60,000 an hour allows one every 0.12 s.
+        // 10,000 would need 166 a second; half of 60,000 requests an hour, two a check,
+        // allow one every 0.24 s.
         assert_eq!(
             spacing(minute, 10_000, 60_000, 50),
-            Duration::from_millis(120)
+            Duration::from_millis(240)
         );
         assert_eq!(spacing(minute, 0, 60_000, 50), minute);
     }

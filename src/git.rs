@@ -192,9 +192,8 @@ pub fn remote_head(url: &Url, branch: &str, token: &str) -> Result<Head, HeadErr
     // points into (the callbacks' payload is `&callbacks`) outlive the call and are not moved
     // before `remote`, which is dropped first, disconnects. libgit2 copies the options.
     #[allow(unsafe_code)]
-    let code = unsafe {
-        git_remote_connect_ext(remote.raw(), libgit2_sys::GIT_DIRECTION_FETCH, &options)
-    };
+    let code =
+        unsafe { git_remote_connect_ext(remote.raw(), libgit2_sys::GIT_DIRECTION_FETCH, &options) };
     if code < 0 {
         let e = git2::Error::last_error(code);
         tracing::debug!(class = ?e.class(), code = ?e.code(), message = e.message(), "git ref advertisement failed");

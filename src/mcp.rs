@@ -283,7 +283,10 @@ impl CodeTools {
             args.path,
             lines.len()
         );
-        out.push_str(&freshness_note(&repo.indexed_commit, repo.bitbucket_ahead()));
+        out.push_str(&freshness_note(
+            &repo.indexed_commit,
+            repo.bitbucket_ahead(),
+        ));
         for (i, line) in lines.iter().enumerate().take(end).skip(start - 1) {
             out.push_str(&format!("{:>6}  {line}\n", i + 1));
         }

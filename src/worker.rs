@@ -85,7 +85,10 @@ async fn run_one(state: &AppState, claimed: Claimed, worker: usize) {
             Ok(again) => {
                 if again {
                     // Asked for again while it ran: an idle worker takes it now.
-                    tracing::info!(job = claimed.id, "job runs once more (asked for while running)");
+                    tracing::info!(
+                        job = claimed.id,
+                        "job runs once more (asked for while running)"
+                    );
                     state.doorbell.notify_one();
                 }
                 Ok(())

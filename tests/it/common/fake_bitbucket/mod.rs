@@ -453,6 +453,13 @@ impl FakeBitbucket {
         self.lock().requests.clone()
     }
 
+    /// Like [`Self::request_log`], only the requests that carried credentials: git asks
+    /// without them first and repeats the request after the 401, so for git these count
+    /// the operations (a head check, a fetch's advertisement) and the log counts both.
+    pub fn authorized_log(&self) -> Vec<(String, Instant)> {
+        self.lock().authorized.clone()
+    }
+
     /// Delays every request whose path starts with `path_prefix` (the longest matching prefix
     /// wins; `Duration::ZERO` removes the delay).
     pub fn set_latency(&self, path_prefix: &str, delay: Duration) {
