@@ -380,7 +380,9 @@ async fn retry(state: &AppState, repo_id: RepoId) -> Result<(), sqlx::Error> {
     .await?;
     if taken.rows_affected() == 1 {
         tracing::info!(%repo_id, "retrying a failed build on schedule");
-        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+        state
+            .ensure_queued(&Job::SyncRepository { repo_id })
+            .await?;
     }
     Ok(())
 }
@@ -435,7 +437,10 @@ async fn reload_lists(state: AppState) {
                 continue;
             }
             queued.insert(workspace_id, Instant::now());
-            if let Err(e) = state.enqueue(&Job::LoadRepositories { workspace_id }).await {
+            if let Err(e) = state
+                .ensure_queued(&Job::LoadRepositories { workspace_id })
+                .await
+            {
                 tracing::warn!(%workspace_id, error = %e, "queueing a repository list failed");
             }
         }

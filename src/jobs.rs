@@ -181,6 +181,16 @@ impl Queue {
     /// running one is marked to run once more when it ends (what it is doing may already be
     /// out of date: a push, a click on Sync or Refresh arrived after it started).
     pub async fn enqueue(&self, job: &Job) -> Result<(), sqlx::Error> {
+        self.add(job, true).await
+    }
+
+    /// Makes sure the job is queued or running, without asking a running one to run again
+    /// (start-up recovery and schedules that only want the work done once).
+    pub async fn ensure(&self, job: &Job) -> Result<(), sqlx::Error> {
+        self.add(job, false).await
+    }
+
+    async fn add(&self, job: &Job, again_if_running: bool) -> Result<(), sqlx::Error> {
         let payload = serde_json::to_string(job).expect("jobs serialize");
         let at = now();
         sqlx::query(
@@ -191,7 +201,7 @@ impl Queue {
                attempts = CASE WHEN jobs.state = 'failed' THEN 0 ELSE jobs.attempts END, \
                run_after = CASE WHEN jobs.state = 'failed' THEN excluded.run_after ELSE jobs.run_after END, \
                last_error = CASE WHEN jobs.state = 'failed' THEN NULL ELSE jobs.last_error END, \
-               rerun = CASE WHEN jobs.state = 'running' THEN 1 ELSE jobs.rerun END \
+               rerun = CASE WHEN jobs.state = 'running' AND $6 = 1 THEN 1 ELSE jobs.rerun END \
              WHERE jobs.state IN ('failed', 'running')",
         )
         .bind(job.kind_and_id().0.as_str())
@@ -199,6 +209,7 @@ impl Queue {
         .bind(job.dedupe_key())
         .bind(job.max_attempts())
         .bind(at)
+        .bind(i64::from(again_if_running))
         .execute(&self.db.pool)
         .await?;
         Ok(())

@@ -408,7 +408,9 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
     .fetch_all(&state.db.pool)
     .await?;
     for repo_id in stuck {
-        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+        state
+            .ensure_queued(&Job::SyncRepository { repo_id })
+            .await?;
     }
     // A crash between marking a purge and queueing it must not leave it undone.
     let workspaces: Vec<WorkspaceId> =
@@ -416,13 +418,15 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
             .fetch_all(&state.db.pool)
             .await?;
     for workspace_id in workspaces {
-        state.enqueue(&Job::PurgeWorkspace { workspace_id }).await?;
+        state
+            .ensure_queued(&Job::PurgeWorkspace { workspace_id })
+            .await?;
     }
     let users: Vec<UserId> = sqlx::query_scalar("SELECT id FROM users WHERE purging = 1")
         .fetch_all(&state.db.pool)
         .await?;
     for user_id in users {
-        state.enqueue(&Job::PurgeUser { user_id }).await?;
+        state.ensure_queued(&Job::PurgeUser { user_id }).await?;
     }
     Ok(())
 }
@@ -449,7 +453,7 @@ pub async fn resync_on_schedule(state: AppState) {
             Ok(repos) => {
                 for repo_id in repos {
                     // Queued by id: the job itself checks the head before rebuilding.
-                    if let Err(e) = state.enqueue(&Job::SyncRepository { repo_id }).await {
+                    if let Err(e) = state.ensure_queued(&Job::SyncRepository { repo_id }).await {
                         tracing::warn!(error = %e, "scheduling a sync failed");
                     }
                 }
