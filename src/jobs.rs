@@ -215,7 +215,9 @@ impl Queue {
         Ok(())
     }
 
-    /// Takes the next due job (or one whose lease ran out) for this worker.
+    /// Takes the next due job (or one whose lease ran out) for this worker. A job whose
+    /// lease ran out on its last attempt is `fail_abandoned`'s, even if the clock ticked
+    /// past its lease between the two calls.
     pub async fn claim(&self) -> Result<Option<Claimed>, sqlx::Error> {
         let lock = match self.db.backend {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -224,7 +226,8 @@ impl Queue {
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_until = $1, attempts = attempts + 1 \
              WHERE id = (SELECT id FROM jobs \
-                 WHERE (state = 'queued' AND run_after <= $2) OR (state = 'running' AND lease_until < $2) \
+                 WHERE (state = 'queued' AND run_after <= $2) \
+                    OR (state = 'running' AND lease_until < $2 AND attempts < max_attempts) \
                  ORDER BY run_after, id LIMIT 1 {lock}) \
              RETURNING id, payload, attempts, max_attempts"
         );
