@@ -51,6 +51,8 @@ pub struct Config {
     /// Searches that run at once, in all and per user.
     pub search_concurrency: usize,
     pub search_per_user: usize,
+    /// Recent search answers kept per user (0: none).
+    pub search_cache_per_user: usize,
 }
 
 /// The registered Bitbucket OAuth consumer.
@@ -101,6 +103,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_SEARCH_DEADLINE_MS", Some("10000")),
     ("CODELAYER_SEARCH_CONCURRENCY", Some("4")),
     ("CODELAYER_SEARCH_PER_USER", Some("2")),
+    ("CODELAYER_SEARCH_CACHE", Some("32")),
     ("RUST_LOG", Some("info")),
 ];
 
@@ -226,6 +229,8 @@ impl Config {
         let search_concurrency =
             usize::try_from(number("CODELAYER_SEARCH_CONCURRENCY", 1)).unwrap_or(4);
         let search_per_user = usize::try_from(number("CODELAYER_SEARCH_PER_USER", 1)).unwrap_or(2);
+        let search_cache_per_user =
+            usize::try_from(number("CODELAYER_SEARCH_CACHE", 0)).unwrap_or(32);
         let poll_share_percent = match u32::try_from(poll_share) {
             Ok(n @ 1..=100) => n,
             _ => {
@@ -269,6 +274,7 @@ impl Config {
             search_deadline,
             search_concurrency,
             search_per_user,
+            search_cache_per_user,
         })
     }
 
@@ -290,6 +296,7 @@ impl Config {
             max_tree_depth: self.max_tree_depth,
             max_tree_entries: self.max_tree_entries,
             max_total_bytes: self.max_index_bytes,
+            ..crate::index::Limits::default()
         }
     }
 

@@ -16,6 +16,10 @@ use url::Url;
 pub enum FetchError {
     #[error("Bitbucket refused the git credentials (sign in again if this persists)")]
     Unauthorized,
+    #[error(
+        "Bitbucket refused access to this repository — your account may have lost read access to it"
+    )]
+    Forbidden,
     #[error("the repository is larger than the configured limit of {0} bytes")]
     TooLarge(u64),
     #[error("the main branch {0:?} does not exist on Bitbucket")]
@@ -116,6 +120,9 @@ pub fn fetch(
             || e.class() == git2::ErrorClass::Http && e.message().contains("401")
         {
             return Err(FetchError::Unauthorized);
+        }
+        if e.class() == git2::ErrorClass::Http && e.message().contains("403") {
+            return Err(FetchError::Forbidden);
         }
         if e.message().contains("couldn't find remote ref") {
             return Err(FetchError::NoBranch(request.branch.to_owned()));

@@ -3,7 +3,7 @@
 //! Floors, from the ground up (a module imports only from floors below its own; the README's
 //! "Map of the code" says what each owns):
 //! 0. `index`, `ids`, `db`, `git`, `telemetry`, `view` (the ground: no imports of ours)
-//! 1. `config`, `layout`, `error`, `gate`
+//! 1. `config`, `layout`, `error`, `gate`, `recent`
 //! 2. `auth`, `jobs`, `shards`, then `bitbucket`
 //! 3. `state`
 //! 4. `identity`, `visible`, `purge`, `sync`
@@ -28,6 +28,7 @@ pub mod layout;
 pub mod mcp;
 pub mod pages;
 pub mod purge;
+pub mod recent;
 pub mod repositories;
 pub mod search;
 pub mod shards;

@@ -90,7 +90,7 @@ pub fn service(state: AppState) -> StreamableHttpService<CodeTools, NeverSession
     )
 }
 
-/// The four tools.
+/// The tools.
 #[derive(Clone)]
 pub struct CodeTools {
     state: AppState,
@@ -129,6 +129,27 @@ pub struct ListArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct FindSymbolArgs {
+    /// The symbol's name, or part of it (case-insensitive); or a /regex/ (case-sensitive).
+    pub name: String,
+    /// Only this kind: function, method, class, struct, enum, interface, trait, type,
+    /// module, macro or constant.
+    pub kind: Option<String>,
+    /// Only this repository, as "<workspace>/<slug>".
+    pub repository: Option<String>,
+    /// Definitions to return (default 10, at most 50).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct OutlineArgs {
+    /// The repository, as "<workspace>/<slug>".
+    pub repository: String,
+    /// The file's path in the repository, e.g. "src/main.rs".
+    pub path: String,
+}
 
 type ToolResult = Result<String, String>;
 
@@ -347,6 +368,126 @@ impl CodeTools {
             ));
         }
         Ok(cut(out, "pass a narrower path_prefix"))
+    }
+
+    #[tool(
+        description = "Find where a symbol is defined (functions, methods, classes, structs, enums, interfaces, traits, types, modules, constants) in Rust, Python, Go, JavaScript, TypeScript, Java, C and C++ code of your indexed repositories. `name` matches part of the name (case-insensitive; exact names first, top-level before nested) or is a /regex/. Returns each definition's repository, path, 1-based line range, kind, enclosing symbol and its first lines, with a link."
+    )]
+    async fn find_symbol(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<FindSymbolArgs>,
+    ) -> ToolResult {
+        let user = user_of(&parts)?;
+        let only = match &args.repository {
+            Some(name) => Some(self.repository(user.id, name).await?.id),
+            None => None,
+        };
+        let limit = args.limit.unwrap_or(10).clamp(1, 50) as usize;
+        let found = search::symbols::find(
+            &self.state,
+            user.id,
+            &args.name,
+            args.kind.as_deref(),
+            only,
+            limit,
+        )
+        .await
+        .map_err(|e| format!("symbol search failed: {e}"))?;
+        if found.symbols.is_empty() {
+            return Ok(format!(
+                "No definition matches {:?}. Try part of the name, or search_code for uses.",
+                args.name
+            ));
+        }
+        let state = self.state.clone();
+        let hits = found.symbols.clone();
+        let context = tokio::task::spawn_blocking(move || {
+            search::symbols::definition_context(&state, &hits, 4)
+        })
+        .await
+        .unwrap_or_default();
+        let base = self.state.config.public_origin();
+        let mut out = format!("{} definitions", found.total);
+        if found.total > found.symbols.len() {
+            out.push_str(&format!(
+                " (showing the best {}; give the exact name, a kind or a repository to narrow)",
+                found.symbols.len()
+            ));
+        }
+        out.push('\n');
+        for (i, hit) in found.symbols.iter().enumerate() {
+            let s = &hit.symbol;
+            out.push_str(&format!(
+                "\n## {} {} {} — {} {}, lines {}–{}{}\n{base}{}\n",
+                s.kind,
+                s.name,
+                s.container
+                    .as_deref()
+                    .map(|c| format!("(in {c})"))
+                    .unwrap_or_default(),
+                hit.repository,
+                s.path,
+                s.start_line,
+                s.end_line,
+                if s.language.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", s.language)
+                },
+                hit.url,
+            ));
+            for (n, line) in context.get(i).into_iter().flatten().enumerate() {
+                out.push_str(&format!("{:>6}  {line}\n", s.line as usize + n));
+            }
+        }
+        Ok(cut(out, "lower `limit` or give a repository"))
+    }
+
+    #[tool(
+        description = "The outline of one file of an indexed repository: its definitions (kind, name, 1-based line range), nested as in the code. Works for Rust, Python, Go, JavaScript, TypeScript, Java, C and C++."
+    )]
+    async fn file_outline(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<OutlineArgs>,
+    ) -> ToolResult {
+        let user = user_of(&parts)?;
+        let repo = self.repository(user.id, &args.repository).await?;
+        let path = args.path.clone();
+        let (exists, outline) = self
+            .shard_call(repo.id, move |shard| {
+                Ok((shard.read_file(&path)?.is_some(), shard.outline(&path)))
+            })
+            .await?;
+        if !exists {
+            return Err(format!(
+                "not found: {} has no indexed file at that path (list_files shows the paths)",
+                repo.name()
+            ));
+        }
+        let mut out = format!(
+            "{} {} — {} definitions\n",
+            repo.name(),
+            args.path,
+            outline.len()
+        );
+        if outline.is_empty() {
+            out.push_str(
+                "(none found: the language has no grammar here, or the file defines nothing)\n",
+            );
+        }
+        for s in &outline {
+            out.push_str(&format!(
+                "{}{} {}  lines {}–{}\n",
+                "  ".repeat(s.depth.min(16) as usize),
+                s.kind,
+                s.name,
+                s.start_line,
+                s.end_line
+            ));
+        }
+        Ok(cut(out, "read_file shows the file in ranges"))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod pages;
 pub mod query;
+pub mod symbols;
 
 use std::{
     sync::{
@@ -37,6 +38,8 @@ pub struct LineHit {
     pub line: u32,
     pub text: String,
     pub ranges: Vec<[usize; 2]>,
+    /// The line defines a symbol the query names (a searched word or a `sym:` match).
+    pub definition: bool,
     #[serde(skip)]
     pub before: Option<String>,
     #[serde(skip)]
@@ -57,6 +60,9 @@ pub struct FileHit {
     pub bitbucket_ahead: bool,
     #[serde(skip)]
     pub score: f32,
+    /// The file within its shard, to fetch its lines once it made the page.
+    #[serde(skip)]
+    pub doc: u32,
 }
 
 /// A page of results.
@@ -72,8 +78,15 @@ pub struct Results {
     pub took_ms: u64,
     #[serde(skip)]
     pub repository_facets: Vec<(String, usize)>,
+    /// Counted over every matching file, like `total_files` ("" is files of no language).
     #[serde(skip)]
     pub language_facets: Vec<(String, usize)>,
+    /// Files skipped before this page (from the cursor), for page links.
+    #[serde(skip)]
+    pub offset: usize,
+    /// How many repositories the user has indexed: 0 means there is nothing to search yet.
+    #[serde(skip)]
+    pub repositories_indexed: usize,
 }
 
 /// Why a search could not run: the user's fault (a bad query or cursor) or ours (an index
@@ -139,6 +152,63 @@ pub async fn run_scoped(
     page_size: usize,
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
+    run_counted(state, user_id, text, cursor, page_size, only, false).await
+}
+
+/// Files that must have matched, relative to the files a page needs, before a search may
+/// stop counting: the page is chosen among them by the full ranking.
+const EARLY_FACTOR: usize = 4;
+const EARLY_MIN: usize = 100;
+
+/// A search: `exact` counts every matching file (bounded by the deadline); otherwise the
+/// search stops once enough files matched for the page, and says the count is a lower bound.
+pub async fn run_counted(
+    state: &AppState,
+    user_id: UserId,
+    text: &str,
+    cursor: Option<&str>,
+    page_size: usize,
+    only: Option<RepoId>,
+    exact: bool,
+) -> Result<Results, SearchError> {
+    // What the user may read is decided now, on every request; the cache only saves the
+    // search work. Same user, same readable repositories, same request, no shard changed
+    // since (the generation is read before the work): the same answer.
+    let generation = state.shards.generation();
+    let mut repos = visible::readable(state, user_id).await?;
+    let repositories_indexed = repos.len();
+    if let Some(id) = only {
+        repos.retain(|r| r.id == id);
+    }
+    let ids: Vec<i64> = repos.iter().map(|r| r.id.get()).collect();
+    let key = format!("{exact}\u{0}{page_size}\u{0}{ids:?}\u{0}{cursor:?}\u{0}{text}");
+    if let Some(kept) = state.recent.get::<Results>(user_id, &key, generation) {
+        return Ok(Results {
+            took_ms: 0,
+            repositories_indexed,
+            ..(*kept).clone()
+        });
+    }
+    let mut results = compute(state, user_id, repos, text, cursor, page_size, exact).await?;
+    results.repositories_indexed = repositories_indexed;
+    // A cut answer is not kept: asking again may find more.
+    if !results.partial {
+        state
+            .recent
+            .put(user_id, key, generation, Arc::new(results.clone()));
+    }
+    Ok(results)
+}
+
+async fn compute(
+    state: &AppState,
+    user_id: UserId,
+    repos: Vec<Searchable>,
+    text: &str,
+    cursor: Option<&str>,
+    page_size: usize,
+    exact: bool,
+) -> Result<Results, SearchError> {
     let started = Instant::now();
     let deadline = started + state.config.search_deadline;
     let offset = match cursor.filter(|c| !c.is_empty()) {
@@ -155,17 +225,14 @@ pub async fn run_scoped(
         .enter(user_id, state.config.search_deadline)
         .await
         .ok_or(SearchError::Busy)?;
-    let mut repos = visible::readable(state, user_id).await?;
-    if let Some(id) = only {
-        repos.retain(|r| r.id == id);
-    }
     let wanted = offset + page_size;
     // Parsing and compiling (regexes, globs) is CPU work: off the async threads, once per
     // request rather than once per shard.
     let text = text.to_owned();
     let (query, per_shard) = tokio::task::spawn_blocking(move || {
         let query = query::parse(&text)?;
-        let per_shard = PreparedQuery::new(&query.shard_query(LINES_PER_FILE, wanted.max(200)))
+        // Shards rank without reading lines; only the page's files get theirs afterwards.
+        let per_shard = PreparedQuery::new(&query.shard_query(0, wanted))
             .map_err(|e| SearchError::Pattern(e.to_string()))?;
         Ok::<_, SearchError>((query, per_shard))
     })
@@ -177,24 +244,29 @@ pub async fn run_scoped(
         .collect();
     // Raised when this future is dropped (the client went away): the shard work stops too.
     let cancelled = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-    let stop = Stop::new(deadline, cancelled.0.clone());
-    let hits = search_shards(state, repos, Arc::new(per_shard), stop).await?;
+    let mut stop = Stop::new(deadline, cancelled.0.clone());
+    if !exact {
+        stop = stop.after_matches((wanted * EARLY_FACTOR).max(EARLY_MIN));
+    }
+    let per_shard = Arc::new(per_shard);
+    let hits = search_shards(state, repos, per_shard.clone(), stop.clone()).await?;
 
     let mut total_files = 0;
-    let mut partial = false;
+    let (mut partial, mut early) = (false, false);
     let mut repository_facets = Vec::new();
     let mut languages: std::collections::BTreeMap<String, usize> = Default::default();
     let mut files: Vec<FileHit> = Vec::new();
     for (repo, result) in hits {
         total_files += result.total_files;
         partial |= result.partial || result.truncated;
+        early |= result.early;
         if result.total_files > 0 {
             repository_facets.push((repo.name(), result.total_files));
         }
+        for (language, n) in result.languages {
+            *languages.entry(language).or_default() += n;
+        }
         for file in result.files {
-            if !file.language.is_empty() {
-                *languages.entry(file.language.clone()).or_default() += 1;
-            }
             files.push(file_hit(&repo, file));
         }
     }
@@ -206,6 +278,8 @@ pub async fn run_scoped(
             .then_with(|| a.path.cmp(&b.path))
     });
     let results: Vec<FileHit> = files.into_iter().skip(offset).take(page_size).collect();
+    let (results, lines_cut) = add_lines(state, results, per_shard, stop).await?;
+    partial |= lines_cut;
     let next_cursor = (offset + page_size < total_files
         && results.len() == page_size
         && offset + page_size < MAX_DEPTH)
@@ -216,12 +290,14 @@ pub async fn run_scoped(
     Ok(Results {
         results,
         total_files,
-        total_exact: !partial,
+        total_exact: !partial && !early,
         partial,
         next_cursor,
         took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         repository_facets,
         language_facets,
+        offset,
+        repositories_indexed: 0,
     })
 }
 
@@ -251,41 +327,43 @@ async fn search_shards(
         let query = query.clone();
         let state = state.clone();
         let stop = stop.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(chunk.len());
-            for repo in chunk {
-                if stop.reached() {
-                    // Shards not looked at make the answer partial, like a stopped shard.
-                    out.push((
-                        repo,
-                        ShardResult {
-                            partial: true,
-                            ..ShardResult::default()
-                        },
-                    ));
-                    continue;
+        let pool = state.search_pool.clone();
+        tasks.push(tokio::spawn(async move {
+            pool.run(move || {
+                let mut out = Vec::with_capacity(chunk.len());
+                for repo in chunk {
+                    if stop.reached() {
+                        // Shards not looked at make the answer partial, like a stopped shard.
+                        out.push((
+                            repo,
+                            ShardResult {
+                                partial: true,
+                                ..ShardResult::default()
+                            },
+                        ));
+                        continue;
+                    }
+                    let shard = match state.shards.get(repo.id) {
+                        Ok(shard) => shard,
+                        // Being deleted this moment: it leaves the results like it leaves the list.
+                        Err(ShardError::Retired) => continue,
+                        Err(ShardError::Index(e)) => return Err(index_fault(&state, repo.id, &e)),
+                    };
+                    let result = shard.search_until(&query, &stop).map_err(|e| match e {
+                        crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
+                        other => index_fault(&state, repo.id, &other),
+                    })?;
+                    out.push((repo, result));
                 }
-                let shard = match state.shards.get(repo.id) {
-                    Ok(shard) => shard,
-                    // Being deleted this moment: it leaves the results like it leaves the list.
-                    Err(ShardError::Retired) => continue,
-                    Err(ShardError::Index(e)) => return Err(index_fault(&state, repo.id, &e)),
-                };
-                let result = shard.search_until(&query, &stop).map_err(|e| match e {
-                    crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
-                    other => index_fault(&state, repo.id, &other),
-                })?;
-                out.push((repo, result));
-            }
-            Ok::<_, SearchError>(out)
+                Ok::<_, SearchError>(out)
+            })
+            .await
         }));
     }
     let mut all = Vec::new();
     for task in tasks {
-        all.extend(
-            task.await
-                .map_err(|e| SearchError::Database(format!("search task: {e}")))??,
-        );
+        let result = task.await.ok().flatten();
+        all.extend(result.ok_or_else(|| SearchError::Database("a search task failed".into()))??);
     }
     Ok(all)
 }
@@ -301,6 +379,7 @@ pub fn index_fault(state: &AppState, repo: RepoId, e: &impl std::fmt::Display) -
 
 fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {
     FileHit {
+        doc: file.doc,
         repository: repo.name(),
         repository_id: repo.id,
         path: file.path,
@@ -309,18 +388,59 @@ fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {
         indexed_commit: repo.indexed_commit.clone(),
         bitbucket_ahead: repo.bitbucket_ahead(),
         score: file.score,
-        matches: file
-            .matches
-            .into_iter()
-            .map(|m| LineHit {
-                line: m.line,
-                text: m.text,
-                ranges: m.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
-                before: m.before,
-                after: m.after,
-            })
-            .collect(),
+        matches: file.matches.into_iter().map(line_hit).collect(),
     }
+}
+
+fn line_hit(m: crate::index::LineMatch) -> LineHit {
+    LineHit {
+        line: m.line,
+        text: m.text,
+        ranges: m.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
+        definition: m.definition,
+        before: m.before,
+        after: m.after,
+    }
+}
+
+/// Fills in the matching lines of the files that made the page (only these are read a
+/// second time: ranking needed no lines).
+async fn add_lines(
+    state: &AppState,
+    files: Vec<FileHit>,
+    query: Arc<PreparedQuery>,
+    stop: Stop,
+) -> Result<(Vec<FileHit>, bool), SearchError> {
+    let pool = state.search_pool.clone();
+    let state = state.clone();
+    pool.run(move || {
+        let mut partial = false;
+        let mut out = Vec::with_capacity(files.len());
+        for mut file in files {
+            if stop.reached() {
+                partial = true;
+            } else {
+                match state.shards.get(file.repository_id) {
+                    Ok(shard) => {
+                        let (lines, count) = shard
+                            .lines(file.doc, &query, LINES_PER_FILE)
+                            .map_err(|e| index_fault(&state, file.repository_id, &e))?;
+                        file.matches = lines.into_iter().map(line_hit).collect();
+                        file.match_count = count;
+                    }
+                    // Deleted meanwhile: it leaves the page.
+                    Err(ShardError::Retired) => continue,
+                    Err(ShardError::Index(e)) => {
+                        return Err(index_fault(&state, file.repository_id, &e));
+                    }
+                }
+            }
+            out.push(file);
+        }
+        Ok((out, partial))
+    })
+    .await
+    .ok_or_else(|| SearchError::Database("a search task failed".into()))?
 }
 
 fn encode_cursor(offset: usize) -> String {

@@ -48,6 +48,16 @@ impl RepoState {
     }
 }
 
+impl RepoState {
+    /// Queued, cloning or indexing: work on it is under way.
+    pub fn is_busy(self) -> bool {
+        matches!(
+            self,
+            RepoState::Queued | RepoState::Cloning | RepoState::Indexing
+        )
+    }
+}
+
 impl std::fmt::Display for RepoState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -179,7 +189,10 @@ async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(),
 
     let head_hex = head.to_string();
     let shard = layout.shard_dir(repo_id);
-    if target.indexed_commit.as_deref() == Some(head_hex.as_str()) && shard.exists() {
+    // A shard of an older format is rebuilt even when the branch has not moved.
+    if target.indexed_commit.as_deref() == Some(head_hex.as_str())
+        && index::shard_is_current(&shard)
+    {
         tracing::info!(%repo_id, "main branch unchanged; nothing to rebuild");
         set_state(state, repo_id, RepoState::Ready, "")
             .await

@@ -6,6 +6,7 @@
 mod common;
 
 mod browser;
+mod counting;
 mod deployment;
 mod fake_bitbucket;
 mod freshness;
@@ -15,4 +16,5 @@ mod mcp;
 mod purge;
 mod search;
 mod sign_in;
+mod symbols;
 mod workspaces;
