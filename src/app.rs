@@ -18,7 +18,9 @@ use tower_sessions::{
 };
 
 pub use crate::state::{AppState, Tuning};
-use crate::{account, identity, mcp, pages, repositories, search, signin, worker, workspaces};
+use crate::{
+    account, freshness, identity, mcp, pages, repositories, search, signin, worker, workspaces,
+};
 
 /// A ready-to-serve application: connected, migrated, with its background tasks defined.
 pub struct App {
@@ -134,6 +136,7 @@ impl App {
         }
         let workers = worker::start(&self.state, self.state.config.workers);
         let schedule = tokio::spawn(repositories::resync_on_schedule(self.state.clone()));
+        let freshness = freshness::start(&self.state);
         tracing::info!(
             address = %listener.local_addr()?,
             public_url = %self.state.config.public_url,
@@ -145,6 +148,9 @@ impl App {
             .await?;
         cleanup.abort();
         schedule.abort();
+        for f in freshness {
+            f.abort();
+        }
         for w in workers {
             w.abort();
         }

@@ -30,6 +30,13 @@ pub struct Config {
     pub job_lease: Duration,
     /// How often selected repositories are fetched again.
     pub sync_interval: Duration,
+    /// How often each selected repository's main branch head is asked for (over git).
+    pub poll_interval: Duration,
+    /// Git requests per hour Bitbucket allows (its git budget), and the share head checks may use.
+    pub git_requests_per_hour: u32,
+    pub poll_share_percent: u32,
+    /// How often each linked workspace's repository list is read again (REST).
+    pub list_interval: Duration,
     /// A git transfer with no data for this long fails.
     pub git_timeout: Duration,
     /// Largest clone transfer accepted.
@@ -82,6 +89,10 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_WORKERS", Some("2")),
     ("CODELAYER_JOB_LEASE_SECS", Some("60")),
     ("CODELAYER_SYNC_INTERVAL_SECS", Some("3600")),
+    ("CODELAYER_POLL_SECS", Some("60")),
+    ("CODELAYER_GIT_REQUESTS_PER_HOUR", Some("60000")),
+    ("CODELAYER_POLL_SHARE_PERCENT", Some("50")),
+    ("CODELAYER_LIST_SECS", Some("900")),
     ("CODELAYER_GIT_TIMEOUT_SECS", Some("60")),
     ("CODELAYER_MAX_REPO_BYTES", Some("2147483648")),
     ("CODELAYER_MAX_FILES", Some("200000")),
@@ -202,6 +213,11 @@ impl Config {
         let workers = usize::try_from(number("CODELAYER_WORKERS", 1)).unwrap_or(1);
         let job_lease = Duration::from_secs(number("CODELAYER_JOB_LEASE_SECS", 3));
         let sync_interval = Duration::from_secs(number("CODELAYER_SYNC_INTERVAL_SECS", 60));
+        let poll_interval = Duration::from_secs(number("CODELAYER_POLL_SECS", 1));
+        let git_requests_per_hour =
+            u32::try_from(number("CODELAYER_GIT_REQUESTS_PER_HOUR", 1)).unwrap_or(u32::MAX);
+        let poll_share = number("CODELAYER_POLL_SHARE_PERCENT", 1);
+        let list_interval = Duration::from_secs(number("CODELAYER_LIST_SECS", 1));
         let git_timeout = Duration::from_secs(number("CODELAYER_GIT_TIMEOUT_SECS", 1));
         let max_repo_bytes = number("CODELAYER_MAX_REPO_BYTES", 1024);
         let max_files = number("CODELAYER_MAX_FILES", 1);
@@ -215,6 +231,15 @@ impl Config {
         let search_per_user = usize::try_from(number("CODELAYER_SEARCH_PER_USER", 1)).unwrap_or(2);
         let search_cache_per_user =
             usize::try_from(number("CODELAYER_SEARCH_CACHE", 0)).unwrap_or(32);
+        let poll_share_percent = match u32::try_from(poll_share) {
+            Ok(n @ 1..=100) => n,
+            _ => {
+                errors.push(format!(
+                    "CODELAYER_POLL_SHARE_PERCENT must be between 1 and 100, got {poll_share}"
+                ));
+                50
+            }
+        };
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -235,6 +260,10 @@ impl Config {
             workers,
             job_lease,
             sync_interval,
+            poll_interval,
+            git_requests_per_hour,
+            poll_share_percent,
+            list_interval,
             git_timeout,
             max_repo_bytes,
             max_files,

@@ -7,7 +7,7 @@
 //! 2. `auth`, `jobs`, `shards`, then `bitbucket`
 //! 3. `state`
 //! 4. `identity`, `visible`, `purge`, `sync`
-//! 5. `workspaces`, then `repositories`, `search`, `account`, `signin`, `pages`
+//! 5. `workspaces`, then `repositories`, `search`, `account`, `signin`, `pages`, `freshness`
 //! 6. `mcp`, `worker`, then `app` (the router: nothing imports it)
 
 pub mod account;
@@ -17,6 +17,7 @@ pub mod bitbucket;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod freshness;
 pub mod gate;
 pub mod git;
 pub mod identity;

@@ -240,6 +240,7 @@ impl CodeTools {
                 },
                 blob_href(file.repository_id, &file.path, &args.query, first),
             ));
+            out.push_str(&freshness_note(&file.indexed_commit, file.bitbucket_ahead));
             for m in &file.matches {
                 if let Some(before) = &m.before {
                     out.push_str(&format!("{:>6}  {before}\n", m.line - 1));
@@ -303,6 +304,10 @@ impl CodeTools {
             args.path,
             lines.len()
         );
+        out.push_str(&freshness_note(
+            &repo.indexed_commit,
+            repo.bitbucket_ahead(),
+        ));
         for (i, line) in lines.iter().enumerate().take(end).skip(start - 1) {
             out.push_str(&format!("{:>6}  {line}\n", i + 1));
         }
@@ -542,6 +547,19 @@ fn user_of(parts: &Parts) -> Result<CurrentUser, String> {
         .get::<McpUser>()
         .map(|u| u.0.clone())
         .ok_or_else(|| "not signed in".to_owned())
+}
+
+/// Which commit an answer comes from, and whether Bitbucket has moved past it, so an
+/// assistant can tell its user the code may have changed.
+fn freshness_note(commit: &str, ahead: bool) -> String {
+    let short = commit.get(..12).unwrap_or(commit);
+    if ahead {
+        format!(
+            "indexed commit {short}; Bitbucket's main branch has moved past it: the code may have changed (an update is on its way)\n"
+        )
+    } else {
+        format!("indexed commit {short}; up to date with Bitbucket's main branch\n")
+    }
 }
 
 /// Cuts an answer at `MAX_ANSWER_BYTES` (on a char boundary) with a note on how to narrow.

@@ -125,4 +125,11 @@ impl AppState {
         self.doorbell.notify_one();
         Ok(())
     }
+
+    /// Like `enqueue`, but a running job is not asked to run once more (see `Queue::ensure`).
+    pub async fn ensure_queued(&self, job: &Job) -> Result<(), sqlx::Error> {
+        self.queue.ensure(job).await?;
+        self.doorbell.notify_one();
+        Ok(())
+    }
 }

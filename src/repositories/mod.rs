@@ -20,7 +20,7 @@ use crate::{
     jobs::Job,
     state::AppState,
     sync::RepoState,
-    view::{Flash, format_time, human_bytes},
+    view::{Flash, format_clock, format_time, human_bytes},
     workspaces::{self, WorkspaceStatus, WorkspaceView},
 };
 
@@ -43,6 +43,15 @@ pub struct RepositoryView {
     pub state: RepoState,
     pub progress: String,
     pub indexed_commit: Option<String>,
+    /// Bitbucket's main branch head when last checked, and when that was.
+    pub head_commit: Option<String>,
+    #[serde(serialize_with = "crate::view::serialize_rfc3339")]
+    pub checked_at: Option<i64>,
+    /// Bitbucket's head has moved past the indexed commit (since `ahead_since`).
+    #[sqlx(try_from = "i64")]
+    pub bitbucket_ahead: Flag,
+    #[serde(serialize_with = "crate::view::serialize_rfc3339")]
+    pub ahead_since: Option<i64>,
     pub files: i64,
     pub bytes: i64,
     pub error: Option<String>,
@@ -135,6 +144,34 @@ impl RepositoryView {
         parts.join(", ")
     }
 
+    /// How fresh the index is, for the page: "indexed abc1234 · checked … · up to date" or
+    /// "… · Bitbucket is ahead since …, updating". Empty before the first check.
+    pub fn freshness_text(&self) -> String {
+        let Some(checked) = self.checked_at.filter(|_| self.selected.0) else {
+            return String::new();
+        };
+        let indexed = self
+            .indexed_commit
+            .as_deref()
+            .map_or("nothing indexed".to_owned(), |c| {
+                format!("indexed {}", c.get(..7).unwrap_or(c))
+            });
+        let verdict = if !self.bitbucket_ahead.0 {
+            "up to date".to_owned()
+        } else {
+            let since = format_clock(self.ahead_since.unwrap_or(checked));
+            let head = self.head_commit.as_deref().unwrap_or_default();
+            let head = head.get(..7).unwrap_or(head);
+            let what = if self.state == RepoState::Failed {
+                "the update failed, it is tried again on a schedule"
+            } else {
+                "updating"
+            };
+            format!("Bitbucket is ahead since {since} (at {head}), {what}")
+        };
+        format!("{indexed} · checked {} · {verdict}", format_clock(checked))
+    }
+
     /// What the state column says: "ready · abc1234 · 12 files · 1.2 MB · 2026-…".
     pub fn state_text(&self) -> String {
         match self.state {
@@ -163,7 +200,10 @@ impl RepositoryView {
 
 const LISTED: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.name, r.full_name, r.language, r.size, \
        r.is_private, r.updated_on, r.selected, r.state, r.progress, r.indexed_commit, r.files, \
-       r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped, r.html_url \
+       r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped, r.html_url, r.head_commit, \
+       r.checked_at, r.ahead_since, CASE WHEN r.head_commit IS NOT NULL \
+         AND (r.indexed_commit IS NULL OR r.head_commit <> r.indexed_commit) THEN 1 ELSE 0 END \
+         AS bitbucket_ahead \
      FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
      WHERE r.user_id = $1 AND w.user_id = $1 AND w.purging = 0 AND w.linked = 1";
 
@@ -352,6 +392,21 @@ async fn queue_sync(
         state.enqueue(&Job::SyncRepository { repo_id }).await?;
         return Ok(true);
     }
+    // A build is running: asked for now, it runs once more after it (it may have started
+    // before what the user wants to see), instead of the request being dropped.
+    let building: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM repositories WHERE id = $1 AND user_id = $2 AND selected = 1 \
+           AND state IN ($3, $4)",
+    )
+    .bind(repo_id)
+    .bind(user_id)
+    .bind(RepoState::Cloning.as_str())
+    .bind(RepoState::Indexing.as_str())
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if building.is_some() {
+        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+    }
     Ok(false)
 }
 
@@ -438,7 +493,9 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
     .fetch_all(&state.db.pool)
     .await?;
     for repo_id in stuck {
-        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+        state
+            .ensure_queued(&Job::SyncRepository { repo_id })
+            .await?;
     }
     // A crash between marking a purge and queueing it must not leave it undone.
     let workspaces: Vec<WorkspaceId> =
@@ -446,13 +503,15 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
             .fetch_all(&state.db.pool)
             .await?;
     for workspace_id in workspaces {
-        state.enqueue(&Job::PurgeWorkspace { workspace_id }).await?;
+        state
+            .ensure_queued(&Job::PurgeWorkspace { workspace_id })
+            .await?;
     }
     let users: Vec<UserId> = sqlx::query_scalar("SELECT id FROM users WHERE purging = 1")
         .fetch_all(&state.db.pool)
         .await?;
     for user_id in users {
-        state.enqueue(&Job::PurgeUser { user_id }).await?;
+        state.ensure_queued(&Job::PurgeUser { user_id }).await?;
     }
     Ok(())
 }
@@ -479,7 +538,7 @@ pub async fn resync_on_schedule(state: AppState) {
             Ok(repos) => {
                 for repo_id in repos {
                     // Queued by id: the job itself checks the head before rebuilding.
-                    if let Err(e) = state.enqueue(&Job::SyncRepository { repo_id }).await {
+                    if let Err(e) = state.ensure_queued(&Job::SyncRepository { repo_id }).await {
                         tracing::warn!(error = %e, "scheduling a sync failed");
                     }
                 }

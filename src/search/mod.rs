@@ -55,6 +55,9 @@ pub struct FileHit {
     pub language: String,
     pub matches: Vec<LineHit>,
     pub match_count: usize,
+    /// The commit this answer comes from, and whether Bitbucket's main branch has moved past it.
+    pub indexed_commit: String,
+    pub bitbucket_ahead: bool,
     #[serde(skip)]
     pub score: f32,
     /// The file within its shard, to fetch its lines once it made the page.
@@ -382,6 +385,8 @@ fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {
         path: file.path,
         language: file.language,
         match_count: file.match_count,
+        indexed_commit: repo.indexed_commit.clone(),
+        bitbucket_ahead: repo.bitbucket_ahead(),
         score: file.score,
         matches: file.matches.into_iter().map(line_hit).collect(),
     }

@@ -116,19 +116,44 @@ pub async fn run(state: &AppState, repo_id: RepoId) -> Result<(), JobError> {
     }
 }
 
-/// Shows a build's failure on the repository row, with the reason (the page offers Retry).
+/// Shows a build's failure on the repository row, with the reason (the page offers Retry),
+/// and when the schedule tries again: after one poll interval, doubling with every failure in
+/// a row, at most the sync interval apart.
 pub async fn mark_failed(
     state: &AppState,
     repo_id: RepoId,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE repositories SET state = $2, progress = '', error = $3 WHERE id = $1")
+    let failures: i64 = sqlx::query_scalar("SELECT failures FROM repositories WHERE id = $1")
         .bind(repo_id)
-        .bind(RepoState::Failed.as_str())
-        .bind(reason)
-        .execute(&state.db.pool)
-        .await?;
+        .fetch_optional(&state.db.pool)
+        .await?
+        .unwrap_or(0)
+        + 1;
+    let delay = retry_delay(
+        state.config.poll_interval,
+        state.config.sync_interval,
+        failures,
+    );
+    sqlx::query(
+        "UPDATE repositories SET state = $2, progress = '', error = $3, failures = $4, \
+           retry_at = $5 WHERE id = $1",
+    )
+    .bind(repo_id)
+    .bind(RepoState::Failed.as_str())
+    .bind(reason)
+    .bind(failures)
+    .bind(now() + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX / 2))
+    .execute(&state.db.pool)
+    .await?;
     Ok(())
+}
+
+/// `base × 2^(failures − 1)`, capped at `cap` (and never below `base`).
+pub fn retry_delay(base: Duration, cap: Duration, failures: i64) -> Duration {
+    let exponent = u32::try_from(failures.clamp(1, 32) - 1).unwrap_or(0);
+    base.saturating_mul(2u32.saturating_pow(exponent))
+        .min(cap.max(base))
 }
 
 async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(), String> {
@@ -172,12 +197,17 @@ async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(),
         set_state(state, repo_id, RepoState::Ready, "")
             .await
             .map_err(db)?;
-        sqlx::query("UPDATE repositories SET error = NULL, synced_at = $2 WHERE id = $1")
-            .bind(repo_id)
-            .bind(now())
-            .execute(&state.db.pool)
-            .await
-            .map_err(db)?;
+        // The fetch just read Bitbucket's head: that is a check too.
+        sqlx::query(
+            "UPDATE repositories SET error = NULL, synced_at = $2, failures = 0, retry_at = NULL, \
+               head_commit = $3, checked_at = $2, ahead_since = NULL WHERE id = $1",
+        )
+        .bind(repo_id)
+        .bind(now())
+        .bind(&head_hex)
+        .execute(&state.db.pool)
+        .await
+        .map_err(db)?;
         return Ok(());
     }
 
@@ -339,7 +369,8 @@ async fn record(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE repositories SET state = $7, progress = '', error = NULL, indexed_commit = $2, \
-         files = $3, bytes = $4, skipped = $5, indexed_at = $6, synced_at = $6 WHERE id = $1",
+         files = $3, bytes = $4, skipped = $5, indexed_at = $6, synced_at = $6, failures = 0, \
+         retry_at = NULL, head_commit = $2, checked_at = $6, ahead_since = NULL WHERE id = $1",
     )
     .bind(repo_id)
     .bind(commit)
@@ -383,7 +414,8 @@ async fn remove_dir(path: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path)).await;
 }
 
-fn clone_url(base: &Url, workspace: &str, slug: &str) -> Result<Url, String> {
+/// `<git url>/<workspace>/<slug>.git`, each part percent-encoded.
+pub fn clone_url(base: &Url, workspace: &str, slug: &str) -> Result<Url, String> {
     let base = base.as_str().trim_end_matches('/');
     Url::parse(&format!(
         "{base}/{}/{}.git",

@@ -22,8 +22,8 @@ use std::{
 };
 
 use crate::common::{
-    Backend, TestApp,
-    fake_bitbucket::{FakeFile, FakeUser},
+    Backend, Options, TestApp,
+    fake_bitbucket::{FakeBitbucket, FakeFile, FakeUser},
 };
 use base64::Engine as _;
 use fantoccini::{
@@ -1126,4 +1126,113 @@ async fn the_whole_journey_in_chromium() {
         started.elapsed().as_secs_f64(),
         shots.dir.display()
     );
+}
+
+/// How fresh each index is, on the repositories page: up to date, or Bitbucket ahead while a
+/// pushed commit is being fetched (screenshots `20-freshness-*`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_on_the_repositories_page_in_chromium() {
+    let app = TestApp::start(
+        Backend::Sqlite,
+        Options {
+            env: vec![("CODELAYER_POLL_SECS", "2".into())],
+            ..Options::default()
+        },
+    )
+    .await;
+    let grace = app.fake.add_user("Grace Hopper");
+    app.fake.add_workspace("acme", "Acme Corp");
+    app.fake.add_member("acme", &grace, "member");
+    for slug in ["api-server", "web-client"] {
+        app.fake.add_repo("acme", slug);
+        app.fake.commit(
+            "acme",
+            slug,
+            "main",
+            &[("README.md", format!("# {slug}\n").as_str().into())],
+        );
+    }
+    let driver = ChromeDriver::start().await;
+    let c = driver.browser().await;
+    let shots = Shots::new();
+    viewport(&c, 1280, 900, false).await;
+    c.goto(&app.url).await.expect("home");
+    click(&c, "", "Sign in with Bitbucket").await;
+    click(&c, "", "Grant access").await;
+    // One workspace: linked by itself, and the app lands on its repositories (their list
+    // loads in the background: slow when the machine is busy).
+    wait_path(&c, "/repositories").await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while c
+        .find(Locator::XPath(&row("acme/web-client")))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the repository list loads");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.expect("reload");
+    }
+    c.execute(
+        "document.querySelectorAll('input[name=ids]').forEach(b => { b.checked = true; });",
+        vec![],
+    )
+    .await
+    .expect("tick");
+    click(&c, "", "Create knowledge layer").await;
+    wait_path(&c, "/repositories").await;
+    let fresh = |state: &'static str| format!("//span[@data-fresh='{state}']");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c
+        .find_all(Locator::XPath(&fresh("up-to-date")))
+        .await
+        .map_or(0, |f| f.len())
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "both repositories indexed and checked"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.expect("reload");
+    }
+    shots.take(&c, "20-freshness-up-to-date", true).await;
+
+    // A push whose fetch takes a while: the page says Bitbucket is ahead meanwhile.
+    app.fake.set_latency(
+        &FakeBitbucket::git_pack_path("acme", "web-client"),
+        Duration::from_secs(20),
+    );
+    let pushed = app.fake.commit(
+        "acme",
+        "web-client",
+        "main",
+        &[("README.md", "# web-client, pushed\n".into())],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.find(Locator::XPath(&fresh("ahead"))).await.is_err() {
+        assert!(Instant::now() < deadline, "the page shows Bitbucket ahead");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.expect("reload");
+    }
+    let ahead = wait_xpath(
+        &c,
+        &format!("{}//span[@data-fresh='ahead']", row("acme/web-client")),
+    )
+    .await
+    .text()
+    .await
+    .expect("text");
+    assert!(ahead.contains("Bitbucket is ahead since"), "{ahead}");
+    assert!(ahead.contains(&pushed[..7]), "{ahead}");
+    assert!(ahead.contains("updating"), "{ahead}");
+    let other = wait_xpath(
+        &c,
+        &format!("{}//span[@data-fresh]", row("acme/api-server")),
+    )
+    .await
+    .text()
+    .await
+    .expect("text");
+    assert!(other.contains("up to date"), "{other}");
+    shots.take(&c, "20-freshness-ahead", true).await;
 }

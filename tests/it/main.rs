@@ -9,6 +9,7 @@ mod browser;
 mod counting;
 mod deployment;
 mod fake_bitbucket;
+mod freshness;
 mod hostile;
 mod knowledge_layer;
 mod mcp;
