@@ -180,7 +180,18 @@ pub async fn run_counted(
     if let Some(id) = only {
         repos.retain(|r| r.id == id);
     }
-    let ids: Vec<i64> = repos.iter().map(|r| r.id.get()).collect();
+    // Each repository with its indexed commit and Bitbucket's head: an answer also says how
+    // fresh each result is, so a head that moved makes it stale even if no shard changed.
+    let ids: Vec<(i64, &str, Option<&str>)> = repos
+        .iter()
+        .map(|r| {
+            (
+                r.id.get(),
+                r.indexed_commit.as_str(),
+                r.head_commit.as_deref(),
+            )
+        })
+        .collect();
     let key = format!("{exact}\u{0}{page_size}\u{0}{ids:?}\u{0}{cursor:?}\u{0}{text}");
     if let Some(kept) = state.recent.get::<Results>(user_id, &key, generation) {
         return Ok(Results {
