@@ -242,10 +242,11 @@ async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(),
     swap_in(&tmp, &shard)
         .await
         .map_err(|e| format!("installing the index failed: {e}"))?;
+    // Recorded before the readers are dropped: a search between the two would otherwise
+    // keep (in the recent-answers cache) new content labelled with the old commit.
+    let recorded = record(state, repo_id, Some(&head_hex), &stats).await;
     state.shards.forget(repo_id);
-    record(state, repo_id, Some(&head_hex), &stats)
-        .await
-        .map_err(db)?;
+    recorded.map_err(db)?;
     tracing::info!(
         %repo_id,
         files = stats.files,
