@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use axum::{
     extract::{Request, State},
-    http::{StatusCode, header, request::Parts},
+    http::{header, request::Parts},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use rmcp::{
     ServerHandler,
@@ -27,6 +27,7 @@ use crate::{
     identity::user_for_api_token,
     ids::{CurrentUser, RepoId, UserId},
     index::{PathFilter, PathMatcher},
+    mcp_auth,
     repositories,
     search::{self, pages::blob_href},
     state::AppState,
@@ -45,7 +46,8 @@ const MAX_LIST: usize = 2000;
 #[derive(Clone, Debug)]
 struct McpUser(CurrentUser);
 
-/// Refuses requests without a live personal access token (401) before MCP sees them.
+/// Refuses requests without a live bearer token — an OAuth access token or a personal access
+/// token — before MCP sees them: 401 with the challenge that starts an MCP client's sign-in.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
@@ -57,20 +59,27 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
-    let user = match token {
-        Some(token) => user_for_api_token(&state, &token).await.ok().flatten(),
+    let user = match &token {
+        Some(token) => bearer_user(&state, token).await,
         None => None,
     };
     let Some(user) = user else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a personal access token is required (Authorization: Bearer <token>); make one on the account page",
-        )
-            .into_response();
+        return mcp_auth::metadata::challenge(&state, token.is_some());
     };
     request.extensions_mut().insert(McpUser(user));
     next.run(request).await
+}
+
+async fn bearer_user(state: &AppState, token: &str) -> Option<CurrentUser> {
+    let found = if token.starts_with(mcp_auth::grants::ACCESS_TOKEN_PREFIX) {
+        mcp_auth::grants::user_for_access_token(state, token).await
+    } else {
+        user_for_api_token(state, token).await
+    };
+    found.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "MCP token check failed");
+        None
+    })
 }
 
 /// The MCP service mounted at `/mcp` (stateless: every request carries its token).
