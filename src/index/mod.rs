@@ -25,7 +25,7 @@ mod trigram_tree;
 mod tests;
 
 pub use build::build_shard;
-pub use language::{language_aliases, language_of};
+pub use language::{language_aliases, language_names, language_of};
 pub use path_filter::PathMatcher;
 pub use prepare::PreparedQuery;
 pub use shard::Shard;

@@ -3,6 +3,7 @@
 
 pub mod pages;
 pub mod query;
+pub mod syntax;
 
 use std::{
     sync::{

@@ -4,7 +4,8 @@
 //! `repo:`, `workspace:`, `path:` (alias `file:`), `lang:`, `case:yes`, and `-` before a word,
 //! phrase, regex or filter to negate it. Parsing never panics; errors say what and where.
 
-use crate::index::{PathFilter, Pattern, ShardQuery, language_aliases};
+use super::syntax::{FOREIGN_FILTERS, NOT_OPERATORS, filter_name};
+use crate::index::{PathFilter, Pattern, ShardQuery, language_aliases, language_names};
 
 /// The longest query accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 4096;
@@ -44,19 +45,37 @@ pub struct Filter {
     pub negated: bool,
 }
 
-/// What is wrong with a query and where (a character offset into it).
+/// What is wrong with a query, where (a character offset into it, from 0) and, when the
+/// fix is obvious, the whole query corrected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message} (at character {position})")]
+#[error("{message} (at character {position}){}", .suggestion.as_ref().map(|s| format!("; did you mean: {s}")).unwrap_or_default())]
 pub struct ParseError {
     pub message: String,
     pub position: usize,
+    pub suggestion: Option<String>,
 }
 
 fn error(message: impl Into<String>, position: usize) -> ParseError {
     ParseError {
         message: message.into(),
         position,
+        suggestion: None,
     }
+}
+
+impl ParseError {
+    fn suggest(mut self, corrected: String) -> ParseError {
+        self.suggestion = Some(corrected);
+        self
+    }
+}
+
+/// `chars` with the characters `from..to` replaced by `with`.
+fn replaced(chars: &[char], from: usize, to: usize, with: &str) -> String {
+    let mut out: String = chars[..from].iter().collect();
+    out.push_str(with);
+    out.extend(&chars[to.min(chars.len())..]);
+    out
 }
 
 /// Parses a query string.
@@ -82,7 +101,8 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
         }
         match chars[i] {
             '"' => {
-                let (text, next) = quoted(&chars, i)?;
+                let (text, next) = quoted(&chars, i)
+                    .map_err(|e| e.suggest(format!("{}\"", input.trim_end())))?;
                 if text.is_empty() {
                     return Err(error("an empty \"phrase\" matches nothing useful", start));
                 }
@@ -94,8 +114,17 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
                 i = next;
             }
             '/' => {
-                let (text, next) = regex_literal(&chars, i)?;
-                validate_regex(&text, query.case_sensitive).map_err(|m| error(m, start))?;
+                let (text, next) = regex_literal(&chars, i).map_err(|e| {
+                    // Obvious only when no other slash could have been meant as the end.
+                    let body: String = chars[i + 1..].iter().collect();
+                    if body.contains('/') || body.trim().is_empty() {
+                        e
+                    } else {
+                        e.suggest(format!("{}/", input.trim_end()))
+                    }
+                })?;
+                validate_regex(&text, query.case_sensitive)
+                    .map_err(|e| regex_error(e, &chars, i, next))?;
                 query.terms.push(Term {
                     kind: TermKind::Regex,
                     text,
@@ -105,7 +134,14 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
             }
             _ => {
                 let (word, next) = bare(&chars, i);
+                let word_start = i;
                 i = next;
+                if !negated && NOT_OPERATORS.contains(&word.as_str()) {
+                    return Err(not_an_operator(&chars, &word, word_start, next));
+                }
+                if let Some(e) = misspelled_filter(&chars, &word, word_start) {
+                    return Err(e);
+                }
                 if let Some((key, value)) = split_filter(&word) {
                     let value_start = start + usize::from(negated) + key.chars().count() + 1;
                     let value = if value.is_empty() && i < chars.len() && chars[i] == '"' {
@@ -122,16 +158,22 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
                         value: value.clone(),
                         negated,
                     };
-                    match key.to_ascii_lowercase().as_str() {
-                        "repo" | "r" => query.repos.push(filter),
-                        "workspace" | "ws" => query.workspaces.push(filter),
-                        "path" | "file" | "f" => query.paths.push(filter),
-                        "lang" | "language" => {
+                    match key.as_str() {
+                        "repo" => query.repos.push(filter),
+                        "workspace" => query.workspaces.push(filter),
+                        "path" => query.paths.push(filter),
+                        "lang" => {
                             let Some(name) = language_aliases(&value) else {
-                                return Err(error(
-                                    format!("unknown language {value:?}"),
-                                    value_start,
-                                ));
+                                let e = error(format!("unknown language {value:?}"), value_start);
+                                return Err(match closest(&value, language_names(), 2) {
+                                    Some(known) => e.suggest(replaced(
+                                        &chars,
+                                        value_start,
+                                        value_start + value.chars().count(),
+                                        known,
+                                    )),
+                                    None => e,
+                                });
                             };
                             query.languages.push(Filter {
                                 value: name.to_owned(),
@@ -239,22 +281,177 @@ fn bare(chars: &[char], start: usize) -> (String, usize) {
     (word, i)
 }
 
+/// `key:value` of a known filter, the key given by its canonical name (the value may be
+/// empty: a quoted value follows, or it is an error).
 fn split_filter(word: &str) -> Option<(String, String)> {
     let (key, value) = word.split_once(':')?;
-    const KEYS: [&str; 10] = [
-        "repo",
-        "r",
-        "workspace",
-        "ws",
-        "path",
-        "file",
-        "f",
-        "lang",
-        "language",
-        "case",
-    ];
-    KEYS.contains(&key.to_ascii_lowercase().as_str())
-        .then(|| (key.to_owned(), value.to_owned()))
+    filter_name(key).map(|name| (name.to_owned(), value.to_owned()))
+}
+
+/// A `key:value` word whose key is not a filter but looks like one: a filter name misspelled
+/// (`lnag:rust`) or another tool's (`ext:py`). Anything else (`std::io`, `http://x`,
+/// `name:value` in YAML) is text to search for.
+fn misspelled_filter(chars: &[char], word: &str, start: usize) -> Option<ParseError> {
+    let (key, value) = word.split_once(':')?;
+    let lower = key.to_ascii_lowercase();
+    if value.is_empty() || value.starts_with(':') || filter_name(key).is_some() || key.is_empty()
+    {
+        return None;
+    }
+    if !key.chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let key_end = start + key.chars().count() + 1;
+    if let Some((_, instead)) = FOREIGN_FILTERS.iter().find(|(k, _)| *k == lower) {
+        let message = if instead.is_empty() {
+            format!("{key}: is not a filter here: words are searched in file content already")
+        } else {
+            format!("{key}: is not a filter here; write {instead}")
+        };
+        return Some(error(message, start).suggest(replaced(chars, start, key_end, instead)));
+    }
+    // Short keys are compared strictly: `name:` in YAML is two edits from `lang:`.
+    let budget = if lower.len() <= 4 { 1 } else { 2 };
+    let names = super::syntax::FILTERS
+        .iter()
+        .flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied()))
+        .filter(|n| n.len() >= 3);
+    let known = closest(&lower, names, budget)?;
+    Some(
+        error(format!("unknown filter {key}: — did you mean {known}:?"), start).suggest(
+            replaced(chars, start, key_end, &format!("{known}:")),
+        ),
+    )
+}
+
+/// `OR`, `AND`, `NOT` written as operators, with the query that says what they meant.
+fn not_an_operator(chars: &[char], word: &str, start: usize, end: usize) -> ParseError {
+    let before = previous_word(chars, start);
+    let after = next_word(chars, end);
+    let message = format!(
+        "{word} is not an operator here: every word must match already, - excludes, /a|b/ matches either; to search for the word itself write \"{word}\""
+    );
+    let plain = |w: &(usize, usize, String)| {
+        !w.2.is_empty() && w.2.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let corrected = match (word, &before, &after) {
+        ("AND", _, _) => Some(replaced(chars, start, skip_space(chars, end), "")),
+        ("NOT", _, Some(a)) if plain(a) => Some(replaced(chars, start, a.0, "-")),
+        ("OR", Some(b), Some(a)) if plain(b) && plain(a) => Some(replaced(
+            chars,
+            b.0,
+            a.1,
+            &format!("/{}|{}/", regex::escape(&b.2), regex::escape(&a.2)),
+        )),
+        _ => None,
+    };
+    let e = error(message, start);
+    match corrected {
+        Some(c) => e.suggest(c.split_whitespace().collect::<Vec<_>>().join(" ")),
+        None => e,
+    }
+}
+
+fn skip_space(chars: &[char], mut i: usize) -> usize {
+    while i < chars.len() && chars[i].is_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// The whitespace-separated word before `start`: (from, to, text).
+fn previous_word(chars: &[char], start: usize) -> Option<(usize, usize, String)> {
+    let mut end = start;
+    while end > 0 && chars[end - 1].is_whitespace() {
+        end -= 1;
+    }
+    let mut from = end;
+    while from > 0 && !chars[from - 1].is_whitespace() {
+        from -= 1;
+    }
+    (from < end).then(|| (from, end, chars[from..end].iter().collect()))
+}
+
+/// The whitespace-separated word from `end` on: (from, to, text).
+fn next_word(chars: &[char], end: usize) -> Option<(usize, usize, String)> {
+    let from = skip_space(chars, end);
+    let mut to = from;
+    while to < chars.len() && !chars[to].is_whitespace() {
+        to += 1;
+    }
+    (from < to).then(|| (from, to, chars[from..to].iter().collect()))
+}
+
+/// The candidate nearest to `word` within `budget` edits (transpositions count once).
+fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+    budget: usize,
+) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .map(|c| (edit_distance(&word, c), c))
+        .filter(|(d, _)| *d <= budget)
+        .min_by_key(|(d, c)| (*d, c.len()))
+        .map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions, transpositions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// A regex the regex crate refused: where in the query, and for an unbalanced bracket (the
+/// usual slip: `/foo(/` meant a literal parenthesis) the query with it escaped.
+fn regex_error(message: String, chars: &[char], open: usize, next: usize) -> ParseError {
+    let body: String = chars[open + 1..next - 1].iter().collect();
+    let pattern = body.replace("\\/", "/");
+    let Err(e) = regex_syntax::ast::parse::Parser::new().parse(&pattern) else {
+        return error(message, open);
+    };
+    use regex_syntax::ast::ErrorKind as K;
+    let at = e.span().start.offset;
+    let position = open + 1 + pattern[..at.min(pattern.len())].chars().count();
+    let escape = match e.kind() {
+        K::GroupUnclosed | K::GroupUnopened | K::ClassUnclosed | K::RepetitionMissing => {
+            Some(at)
+        }
+        _ => None,
+    };
+    let err = error(message, position);
+    match escape.filter(|&a| pattern.is_char_boundary(a) && a < pattern.len()) {
+        Some(a) => {
+            let fixed = format!("{}\\{}", &pattern[..a], &pattern[a..]).replace('/', "\\/");
+            if regex_syntax::ast::parse::Parser::new()
+                .parse(&fixed.replace("\\/", "/"))
+                .is_ok()
+            {
+                err.suggest(replaced(chars, open, next, &format!("/{fixed}/")))
+            } else {
+                err
+            }
+        }
+        None => err,
+    }
 }
 
 fn validate_regex(pattern: &str, case_sensitive: bool) -> Result<(), String> {
@@ -442,7 +639,7 @@ mod tests {
         assert_eq!(e.position, 4);
         let e = parse("x /a(/").expect_err("bad");
         assert!(e.message.starts_with("invalid regex"), "{e}");
-        assert_eq!(e.position, 2);
+        assert_eq!(e.position, 4, "at the unclosed parenthesis");
         assert!(
             parse("lang:klingon x")
                 .expect_err("bad")
@@ -465,6 +662,34 @@ mod tests {
                 .message
                 .contains("too big")
         );
+    }
+
+    #[test]
+    fn obvious_corrections_come_with_the_error() {
+        let fix = |q: &str| parse(q).expect_err(q).suggestion;
+        assert_eq!(fix(r#"foo "bar baz"#).as_deref(), Some(r#"foo "bar baz""#));
+        assert_eq!(fix("x /fn (foo").as_deref(), Some("x /fn (foo/"));
+        let e = parse("x /foo(bar/ y").expect_err("unclosed group");
+        assert_eq!(e.position, 6, "{e}");
+        assert_eq!(e.suggestion.as_deref(), Some(r"x /foo\(bar/ y"));
+        assert_eq!(fix("/a)b/").as_deref(), Some(r"/a\)b/"));
+        assert_eq!(fix("/[abc/").as_deref(), Some(r"/\[abc/"));
+        assert_eq!(fix("/*.rs/").as_deref(), Some(r"/\*.rs/"));
+        assert_eq!(fix("todo lnag:rust").as_deref(), Some("todo lang:rust"));
+        assert_eq!(fix("todo reop:api").as_deref(), Some("todo repo:api"));
+        assert_eq!(fix("x langauge:go").as_deref(), Some("x language:go"));
+        assert_eq!(fix("x ext:py").as_deref(), Some("x path:*.py"));
+        assert_eq!(fix("x lang:pyhton").as_deref(), Some("x lang:python"));
+        assert_eq!(fix("get OR fetch lang:go").as_deref(), Some("/get|fetch/ lang:go"));
+        assert_eq!(fix("get AND fetch").as_deref(), Some("get fetch"));
+        assert_eq!(fix("get NOT test").as_deref(), Some("get -test"));
+        let e = parse("x lnag:rust").expect_err("misspelled");
+        assert_eq!(e.position, 2);
+        assert!(e.to_string().contains("did you mean: x lang:rust"), "{e}");
+        // Code that merely looks like a filter is text.
+        for q in ["std::io", "name:value", "http://x", "\"OR\" x", "a or b", "key:1"] {
+            assert!(parse(q).is_ok(), "{q}");
+        }
     }
 
     #[test]
