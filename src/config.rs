@@ -44,6 +44,8 @@ pub struct Config {
     /// Searches that run at once, in all and per user.
     pub search_concurrency: usize,
     pub search_per_user: usize,
+    /// Ceiling of one MCP tool answer in bytes; longer answers are cut and say how to go on.
+    pub mcp_answer_bytes: usize,
 }
 
 /// The registered Bitbucket OAuth consumer.
@@ -90,6 +92,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_SEARCH_DEADLINE_MS", Some("10000")),
     ("CODELAYER_SEARCH_CONCURRENCY", Some("4")),
     ("CODELAYER_SEARCH_PER_USER", Some("2")),
+    ("CODELAYER_MCP_ANSWER_BYTES", Some("60000")),
     ("RUST_LOG", Some("info")),
 ];
 
@@ -210,6 +213,8 @@ impl Config {
         let search_concurrency =
             usize::try_from(number("CODELAYER_SEARCH_CONCURRENCY", 1)).unwrap_or(4);
         let search_per_user = usize::try_from(number("CODELAYER_SEARCH_PER_USER", 1)).unwrap_or(2);
+        let mcp_answer_bytes =
+            usize::try_from(number("CODELAYER_MCP_ANSWER_BYTES", 4096)).unwrap_or(60_000);
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -240,6 +245,7 @@ impl Config {
             search_deadline,
             search_concurrency,
             search_per_user,
+            mcp_answer_bytes,
         })
     }
 

@@ -137,12 +137,25 @@ pub async fn run_scoped(
     page_size: usize,
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
-    let started = Instant::now();
-    let deadline = started + state.config.search_deadline;
     let offset = match cursor.filter(|c| !c.is_empty()) {
         Some(c) => decode_cursor(c).ok_or(SearchError::Cursor)?,
         None => 0,
     };
+    run_at(state, user_id, text, offset, page_size, only).await
+}
+
+/// One page of results starting `offset` files deep in the ranking (callers with cursors of
+/// their own, like MCP's, say where they are this way).
+pub async fn run_at(
+    state: &AppState,
+    user_id: UserId,
+    text: &str,
+    offset: usize,
+    page_size: usize,
+    only: Option<RepoId>,
+) -> Result<Results, SearchError> {
+    let started = Instant::now();
+    let deadline = started + state.config.search_deadline;
     if offset >= MAX_DEPTH {
         return Err(SearchError::Pattern(format!(
             "results are paged up to {MAX_DEPTH} files deep; narrow the query to see others"
