@@ -11,6 +11,7 @@ mod fake_bitbucket;
 mod hostile;
 mod knowledge_layer;
 mod mcp;
+mod mcp_oauth;
 mod purge;
 mod search;
 mod sign_in;
