@@ -314,7 +314,11 @@ mod tests {
         let lines = excerpt_lines(content, &starts, hits, 2);
         let numbers: Vec<u32> = lines.iter().map(|l| l.line).collect();
         assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8, 18, 19, 20, 21, 22]);
-        let matched: Vec<u32> = lines.iter().filter(|l| l.is_match()).map(|l| l.line).collect();
+        let matched: Vec<u32> = lines
+            .iter()
+            .filter(|l| l.is_match())
+            .map(|l| l.line)
+            .collect();
         assert_eq!(matched, [3, 6, 20]);
         assert_eq!(lines[2].ranges, [(0, 4), (5, 6)]);
         assert_eq!(lines[0].text, "line 1");

@@ -84,7 +84,12 @@ pub fn cut_line(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     while !text.is_char_boundary(at) {
         at -= 1;
     }
-    format!("{}… [{} more bytes on this line]", &text[..at], text.len() - at).into()
+    format!(
+        "{}… [{} more bytes on this line]",
+        &text[..at],
+        text.len() - at
+    )
+    .into()
 }
 
 #[cfg(test)]

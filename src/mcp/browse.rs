@@ -161,7 +161,9 @@ impl CodeTools {
                 "" => String::new(),
                 l => format!("{l}, "),
             },
-            repo.indexed_commit.get(..12).unwrap_or(&repo.indexed_commit),
+            repo.indexed_commit
+                .get(..12)
+                .unwrap_or(&repo.indexed_commit),
         ));
         for (i, line) in lines.iter().enumerate().take(end).skip(start - 1) {
             let n = i + 1;
@@ -188,7 +190,11 @@ impl CodeTools {
         let mut prefix = args.path_prefix.filter(|p| !p.is_empty());
         let mut glob = args.glob.filter(|g| !g.is_empty());
         // A prefix with wildcards is a glob (as this tool always took it).
-        if glob.is_none() && prefix.as_deref().is_some_and(|p| p.contains(['*', '?', '[', '{'])) {
+        if glob.is_none()
+            && prefix
+                .as_deref()
+                .is_some_and(|p| p.contains(['*', '?', '[', '{']))
+        {
             glob = prefix.take();
         }
         if glob.as_ref().is_some_and(|g| g.len() > MAX_GLOB_BYTES) {
@@ -233,7 +239,9 @@ impl CodeTools {
             repo.name(),
             if narrowed.is_empty() { "" } else { " " },
             narrowed.join(" and "),
-            repo.indexed_commit.get(..12).unwrap_or(&repo.indexed_commit),
+            repo.indexed_commit
+                .get(..12)
+                .unwrap_or(&repo.indexed_commit),
         ));
         let mut next = offset;
         for (path, language, size) in matching.iter().skip(offset).take(limit) {

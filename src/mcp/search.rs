@@ -122,9 +122,7 @@ impl CodeTools {
                     "search failed".into()
                 }
                 SearchError::Pattern(m) => format!("invalid query: {m}"),
-                SearchError::Busy => {
-                    "too many searches are running; try again in a moment".into()
-                }
+                SearchError::Busy => "too many searches are running; try again in a moment".into(),
                 other => {
                     tracing::error!(error = %other, "MCP search failed");
                     "the search failed on our side; try again".into()
@@ -158,7 +156,14 @@ impl CodeTools {
                 _ => 0,
             };
             let shown: Vec<&ExcerptLine> = lines.iter().filter(|l| l.line >= from).collect();
-            let header = file_header(hit, &repos, from, &args.query, &base, shown.first().map(|l| l.line));
+            let header = file_header(
+                hit,
+                &repos,
+                from,
+                &args.query,
+                &base,
+                shown.first().map(|l| l.line),
+            );
             let first_len = shown.first().map_or(0, |l| l.text.len() + 10);
             if !answer.fits(header.len() + first_len) {
                 stopped = Some((offset + k, from));
@@ -226,7 +231,9 @@ impl CodeTools {
             ));
         }
         if results.partial {
-            answer.always("[the search stopped at its deadline: more files may match than are counted]\n");
+            answer.always(
+                "[the search stopped at its deadline: more files may match than are counted]\n",
+            );
         }
         Ok(answer.finish())
     }
@@ -256,9 +263,7 @@ impl CodeTools {
                     .get(repo)
                     .ok()
                     .and_then(|shard| shard.read_file(&path).ok().flatten());
-                out.push(content.map_or_else(Vec::new, |c| {
-                    prepared.excerpt(&c, context as usize)
-                }));
+                out.push(content.map_or_else(Vec::new, |c| prepared.excerpt(&c, context as usize)));
             }
             Ok::<_, String>(out)
         })
@@ -268,7 +273,11 @@ impl CodeTools {
 }
 
 /// The first lines: how many files match, which are shown, and the commits they come from.
-fn summary(results: &search::Results, offset: usize, repos: &HashMap<RepoId, Searchable>) -> String {
+fn summary(
+    results: &search::Results,
+    offset: usize,
+    repos: &HashMap<RepoId, Searchable>,
+) -> String {
     let mut out = format!(
         "{}{} matching files",
         results.total_files,

@@ -232,7 +232,9 @@ const FORBIDDEN_SCHEMES: &[&str] = &[
 /// a loopback address, or a private-use scheme of a native app (`cursor://…`, `com.example:/…`).
 pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     if uri.len() > MAX_URI_BYTES {
-        return Err(format!("a redirect URI is longer than {MAX_URI_BYTES} bytes"));
+        return Err(format!(
+            "a redirect URI is longer than {MAX_URI_BYTES} bytes"
+        ));
     }
     let url = Url::parse(uri).map_err(|e| format!("{uri:?} is not an absolute URL: {e}"))?;
     if url.fragment().is_some() {
@@ -321,11 +323,20 @@ mod tests {
         assert!(!redirect_matches(https, "https://app.example:8443/cb"));
         assert!(!redirect_matches(https, "https://APP.example/cb"));
         let loopback = "http://127.0.0.1:1234/callback";
-        assert!(redirect_matches(loopback, "http://127.0.0.1:50111/callback"));
+        assert!(redirect_matches(
+            loopback,
+            "http://127.0.0.1:50111/callback"
+        ));
         assert!(redirect_matches(loopback, "http://127.0.0.1/callback"));
         assert!(!redirect_matches(loopback, "http://127.0.0.1:50111/other"));
-        assert!(!redirect_matches(loopback, "http://localhost:1234/callback"));
-        assert!(!redirect_matches(loopback, "https://127.0.0.1:1234/callback"));
+        assert!(!redirect_matches(
+            loopback,
+            "http://localhost:1234/callback"
+        ));
+        assert!(!redirect_matches(
+            loopback,
+            "https://127.0.0.1:1234/callback"
+        ));
         assert!(!redirect_matches(
             loopback,
             "http://user@127.0.0.1:1234/callback"

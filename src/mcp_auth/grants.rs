@@ -140,13 +140,14 @@ pub async fn exchange_code(state: &AppState, ex: &Exchange<'_>) -> Result<Issued
     let hash = hash_api_token(ex.code);
     let at = now();
     // Burned by the first attempt, whatever its outcome: a code is worth one try.
-    let first = sqlx::query("UPDATE oauth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
-        .bind(at)
-        .bind(&hash)
-        .execute(&state.db.pool)
-        .await?
-        .rows_affected()
-        == 1;
+    let first =
+        sqlx::query("UPDATE oauth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
+            .bind(at)
+            .bind(&hash)
+            .execute(&state.db.pool)
+            .await?
+            .rows_affected()
+            == 1;
     if !first {
         let earlier: Option<Option<i64>> =
             sqlx::query_scalar("SELECT grant_id FROM oauth_codes WHERE code_hash = $1")
@@ -233,7 +234,9 @@ pub async fn refresh(
     .fetch_optional(&state.db.pool)
     .await?;
     let Some((grant_id, user_id, expires_at, rotated_at, owner)) = row else {
-        return Err(GrantError::Invalid("the refresh token is unknown or revoked"));
+        return Err(GrantError::Invalid(
+            "the refresh token is unknown or revoked",
+        ));
     };
     if owner != client_id {
         return Err(GrantError::Invalid(

@@ -57,8 +57,12 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let response = match parse_form(&headers, &body) {
         Ok(form) => match form.get("token").filter(|t| !t.is_empty()) {
             Some(token) => {
-                match grants::revoke_by_token(&state, token, form.get("client_id").map(String::as_str))
-                    .await
+                match grants::revoke_by_token(
+                    &state,
+                    token,
+                    form.get("client_id").map(String::as_str),
+                )
+                .await
                 {
                     Ok(()) => StatusCode::OK.into_response(),
                     Err(e) => OAuthError::server(&e).into_response(),
@@ -220,7 +224,10 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert!(pkce_matches(verifier, challenge));
-        assert!(!pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
+        assert!(!pkce_matches(
+            verifier,
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"
+        ));
         assert!(!pkce_matches("short", challenge));
         assert!(!pkce_matches(&"a".repeat(129), challenge));
     }
@@ -235,6 +242,9 @@ mod tests {
         );
         let form = parse_form(&headers, b"grant_type=refresh_token").expect("form");
         assert_eq!(form["client_id"], "clc_abc");
-        assert!(parse_form(&headers, b"a=1&a=2").is_err(), "repeated parameter");
+        assert!(
+            parse_form(&headers, b"a=1&a=2").is_err(),
+            "repeated parameter"
+        );
     }
 }

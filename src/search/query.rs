@@ -101,8 +101,8 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
         }
         match chars[i] {
             '"' => {
-                let (text, next) = quoted(&chars, i)
-                    .map_err(|e| e.suggest(format!("{}\"", input.trim_end())))?;
+                let (text, next) =
+                    quoted(&chars, i).map_err(|e| e.suggest(format!("{}\"", input.trim_end())))?;
                 if text.is_empty() {
                     return Err(error("an empty \"phrase\" matches nothing useful", start));
                 }
@@ -294,8 +294,7 @@ fn split_filter(word: &str) -> Option<(String, String)> {
 fn misspelled_filter(chars: &[char], word: &str, start: usize) -> Option<ParseError> {
     let (key, value) = word.split_once(':')?;
     let lower = key.to_ascii_lowercase();
-    if value.is_empty() || value.starts_with(':') || filter_name(key).is_some() || key.is_empty()
-    {
+    if value.is_empty() || value.starts_with(':') || filter_name(key).is_some() || key.is_empty() {
         return None;
     }
     if !key.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -318,9 +317,11 @@ fn misspelled_filter(chars: &[char], word: &str, start: usize) -> Option<ParseEr
         .filter(|n| n.len() >= 3);
     let known = closest(&lower, names, budget)?;
     Some(
-        error(format!("unknown filter {key}: — did you mean {known}:?"), start).suggest(
-            replaced(chars, start, key_end, &format!("{known}:")),
-        ),
+        error(
+            format!("unknown filter {key}: — did you mean {known}:?"),
+            start,
+        )
+        .suggest(replaced(chars, start, key_end, &format!("{known}:"))),
     )
 }
 
@@ -432,9 +433,7 @@ fn regex_error(message: String, chars: &[char], open: usize, next: usize) -> Par
     let at = e.span().start.offset;
     let position = open + 1 + pattern[..at.min(pattern.len())].chars().count();
     let escape = match e.kind() {
-        K::GroupUnclosed | K::GroupUnopened | K::ClassUnclosed | K::RepetitionMissing => {
-            Some(at)
-        }
+        K::GroupUnclosed | K::GroupUnopened | K::ClassUnclosed | K::RepetitionMissing => Some(at),
         _ => None,
     };
     let err = error(message, position);
@@ -680,14 +679,24 @@ mod tests {
         assert_eq!(fix("x langauge:go").as_deref(), Some("x language:go"));
         assert_eq!(fix("x ext:py").as_deref(), Some("x path:*.py"));
         assert_eq!(fix("x lang:pyhton").as_deref(), Some("x lang:python"));
-        assert_eq!(fix("get OR fetch lang:go").as_deref(), Some("/get|fetch/ lang:go"));
+        assert_eq!(
+            fix("get OR fetch lang:go").as_deref(),
+            Some("/get|fetch/ lang:go")
+        );
         assert_eq!(fix("get AND fetch").as_deref(), Some("get fetch"));
         assert_eq!(fix("get NOT test").as_deref(), Some("get -test"));
         let e = parse("x lnag:rust").expect_err("misspelled");
         assert_eq!(e.position, 2);
         assert!(e.to_string().contains("did you mean: x lang:rust"), "{e}");
         // Code that merely looks like a filter is text.
-        for q in ["std::io", "name:value", "http://x", "\"OR\" x", "a or b", "key:1"] {
+        for q in [
+            "std::io",
+            "name:value",
+            "http://x",
+            "\"OR\" x",
+            "a or b",
+            "key:1",
+        ] {
             assert!(parse(q).is_ok(), "{q}");
         }
     }

@@ -185,7 +185,10 @@ async fn tools_answer_like_the_search_page(backend: Backend) {
         .and_then(|n| n.parse::<usize>().ok())
         .expect("says where to go on");
     assert!(big_text.contains(&format!("{:>6}  line {:04}", resume - 1, resume - 1)));
-    assert!(!big_text.contains(&format!("line {resume:04} ")), "stops right before it");
+    assert!(
+        !big_text.contains(&format!("line {resume:04} ")),
+        "stops right before it"
+    );
 
     let listed = text(
         &call(
@@ -199,13 +202,30 @@ async fn tools_answer_like_the_search_page(backend: Backend) {
         listed.starts_with("1 file in acme/web") && listed.contains("src/parser.rs\trust"),
         "{listed}"
     );
-    let limited = text(&call(&mcp, "list_files", json!({"repository": "acme/web", "limit": 1})).await);
+    let limited = text(
+        &call(
+            &mcp,
+            "list_files",
+            json!({"repository": "acme/web", "limit": 1}),
+        )
+        .await,
+    );
     assert!(
         limited.starts_with("3 files") && limited.contains("2 more: call list_files with offset=1"),
         "{limited}"
     );
-    let paged = text(&call(&mcp, "list_files", json!({"repository": "acme/web", "limit": 1, "offset": 1})).await);
-    assert!(paged.contains("src/parser.rs") && paged.contains("offset=2"), "{paged}");
+    let paged = text(
+        &call(
+            &mcp,
+            "list_files",
+            json!({"repository": "acme/web", "limit": 1, "offset": 1}),
+        )
+        .await,
+    );
+    assert!(
+        paged.contains("src/parser.rs") && paged.contains("offset=2"),
+        "{paged}"
+    );
     let globbed = text(
         &call(
             &mcp,
@@ -362,7 +382,11 @@ fn answer_lines(answer: &str, repo: &str) -> Vec<(String, u32, bool)> {
         }
         let mark = trimmed[digits.len()..].chars().next();
         if matches!(mark, Some(':' | ' ')) {
-            out.push((path.clone(), digits.parse().expect("number"), mark == Some(':')));
+            out.push((
+                path.clone(),
+                digits.parse().expect("number"),
+                mark == Some(':'),
+            ));
         }
     }
     out
@@ -390,7 +414,14 @@ async fn context_lines_merge_where_they_meet(backend: Backend) {
             }
         })
         .collect();
-    let (browser, _) = indexed_user(&app, "Ada", "acme", &["web"], &[("src/ctx.rs", FakeFile::Text(body))]).await;
+    let (browser, _) = indexed_user(
+        &app,
+        "Ada",
+        "acme",
+        &["web"],
+        &[("src/ctx.rs", FakeFile::Text(body))],
+    )
+    .await;
     let commit = app.repositories(&browser).await[0]["indexed_commit"]
         .as_str()
         .expect("commit")
@@ -400,20 +431,40 @@ async fn context_lines_merge_where_they_meet(backend: Backend) {
     let search = |context: u32| {
         let mcp = &mcp;
         async move {
-            text(&call(mcp, "search_code", json!({"query": "hit_me", "context_lines": context})).await)
+            text(
+                &call(
+                    mcp,
+                    "search_code",
+                    json!({"query": "hit_me", "context_lines": context}),
+                )
+                .await,
+            )
         }
     };
 
     let two = search(2).await;
-    assert!(two.contains(&format!("acme/web: indexed commit {commit}")), "{two}");
     assert!(
-        two.contains(&format!("## acme/web src/ctx.rs (rust, 3 matching lines, commit {})", &commit[..12])),
+        two.contains(&format!("acme/web: indexed commit {commit}")),
+        "{two}"
+    );
+    assert!(
+        two.contains(&format!(
+            "## acme/web src/ctx.rs (rust, 3 matching lines, commit {})",
+            &commit[..12]
+        )),
         "{two}"
     );
     let expected = "     8  row 08\n     9  row 09\n    10: row 10 hit_me\n    11  row 11\n    12: row 12 hit_me\n    13  row 13\n    14  row 14\n    --\n    28  row 28\n    29  row 29\n    30: row 30 hit_me\n    31  row 31\n    32  row 32\n";
     assert!(two.contains(expected), "{two}");
     let lines = answer_lines(&two, "acme/web");
-    assert_eq!(lines.iter().filter(|l| l.2).map(|l| l.1).collect::<Vec<_>>(), [10, 12, 30]);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.2)
+            .map(|l| l.1)
+            .collect::<Vec<_>>(),
+        [10, 12, 30]
+    );
 
     let one = search(1).await;
     assert!(
@@ -422,16 +473,26 @@ async fn context_lines_merge_where_they_meet(backend: Backend) {
     );
     let none = search(0).await;
     assert!(
-        none.contains("    10: row 10 hit_me\n    --\n    12: row 12 hit_me\n    --\n    30: row 30 hit_me\n"),
+        none.contains(
+            "    10: row 10 hit_me\n    --\n    12: row 12 hit_me\n    --\n    30: row 30 hit_me\n"
+        ),
         "{none}"
     );
     let ten = search(10).await;
     assert_eq!(
-        answer_lines(&ten, "acme/web").iter().map(|l| l.1).collect::<Vec<_>>(),
+        answer_lines(&ten, "acme/web")
+            .iter()
+            .map(|l| l.1)
+            .collect::<Vec<_>>(),
         (1..=40).collect::<Vec<u32>>(),
         "context reaches the file's ends and no further"
     );
-    let refused = call(&mcp, "search_code", json!({"query": "hit_me", "context_lines": 11})).await;
+    let refused = call(
+        &mcp,
+        "search_code",
+        json!({"query": "hit_me", "context_lines": 11}),
+    )
+    .await;
     assert!(failed(&refused) && text(&refused).contains("at most 10"));
     mcp.cancel().await.expect("close");
 }
@@ -449,7 +510,9 @@ async fn answers_fit_and_cursors_continue_without_gaps_or_repeats(backend: Backe
     // Eight long files; every third line matches, so context merges them into long runs.
     let filler = "z".repeat(100);
     let mut files: Vec<(&'static str, FakeFile)> = Vec::new();
-    for name in ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt", "g.txt", "h.txt"] {
+    for name in [
+        "a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt", "g.txt", "h.txt",
+    ] {
         let body: String = (1..=400)
             .map(|n| {
                 if n % 3 == 0 {
@@ -488,7 +551,10 @@ async fn answers_fit_and_cursors_continue_without_gaps_or_repeats(backend: Backe
             break;
         }
     }
-    assert!(answers > 10, "a ceiling this low takes many answers: {answers}");
+    assert!(
+        answers > 10,
+        "a ceiling this low takes many answers: {answers}"
+    );
     // Files in rank order, each shown once from line 2 (the context of line 3) to 400.
     let mut expected: Vec<(String, u32, bool)> = Vec::new();
     let mut order: Vec<String> = Vec::new();
@@ -499,7 +565,12 @@ async fn answers_fit_and_cursors_continue_without_gaps_or_repeats(backend: Backe
     }
     let mut sorted = order.clone();
     sorted.sort();
-    assert_eq!(sorted, ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt", "g.txt", "h.txt"]);
+    assert_eq!(
+        sorted,
+        [
+            "a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt", "g.txt", "h.txt"
+        ]
+    );
     for path in &order {
         expected.extend((2..=400).map(|n| (path.clone(), n, n % 3 == 0)));
     }
@@ -507,11 +578,27 @@ async fn answers_fit_and_cursors_continue_without_gaps_or_repeats(backend: Backe
     assert_eq!(seen, expected);
 
     // A cursor belongs to its search.
-    let first = text(&call(&mcp, "search_code", json!({"query": "needle", "context_lines": 1})).await);
+    let first = text(
+        &call(
+            &mcp,
+            "search_code",
+            json!({"query": "needle", "context_lines": 1}),
+        )
+        .await,
+    );
     let c = next_cursor(&first).expect("cut");
     let other = call(&mcp, "search_code", json!({"query": "hay", "cursor": c})).await;
-    assert!(failed(&other) && text(&other).contains("another search"), "{}", text(&other));
-    let garbage = call(&mcp, "search_code", json!({"query": "needle", "cursor": "nonsense"})).await;
+    assert!(
+        failed(&other) && text(&other).contains("another search"),
+        "{}",
+        text(&other)
+    );
+    let garbage = call(
+        &mcp,
+        "search_code",
+        json!({"query": "needle", "cursor": "nonsense"}),
+    )
+    .await;
     assert!(failed(&garbage));
     mcp.cancel().await.expect("close");
 }
@@ -523,12 +610,36 @@ async fn invalid_queries_say_where_and_how_to_fix(backend: Backend) {
     let mcp = client(&app, &token).await;
 
     for (query, says, corrected) in [
-        ("foo \"bar", "this \" is never closed (at character 4", Some("foo \"bar\"")),
-        ("lnag:rust parse_config", "unknown filter lnag: — did you mean lang:?", Some("lang:rust parse_config")),
-        ("/parse_config(input/", "unclosed group", Some(r"/parse_config\(input/")),
-        ("parse_config OR deploy", "OR is not an operator here", Some("/parse_config|deploy/")),
-        ("ext:py parse_config", "ext: is not a filter here", Some("path:*.py parse_config")),
-        ("lang:pyhton parse_config", "unknown language", Some("lang:python parse_config")),
+        (
+            "foo \"bar",
+            "this \" is never closed (at character 4",
+            Some("foo \"bar\""),
+        ),
+        (
+            "lnag:rust parse_config",
+            "unknown filter lnag: — did you mean lang:?",
+            Some("lang:rust parse_config"),
+        ),
+        (
+            "/parse_config(input/",
+            "unclosed group",
+            Some(r"/parse_config\(input/"),
+        ),
+        (
+            "parse_config OR deploy",
+            "OR is not an operator here",
+            Some("/parse_config|deploy/"),
+        ),
+        (
+            "ext:py parse_config",
+            "ext: is not a filter here",
+            Some("path:*.py parse_config"),
+        ),
+        (
+            "lang:pyhton parse_config",
+            "unknown language",
+            Some("lang:python parse_config"),
+        ),
         ("-parse_config", "say what to look for", None),
     ] {
         let r = call(&mcp, "search_code", json!({ "query": query })).await;
@@ -537,7 +648,10 @@ async fn invalid_queries_say_where_and_how_to_fix(backend: Backend) {
         assert!(answer.contains(says), "{query}: {answer}");
         match corrected {
             Some(fixed) => {
-                assert!(answer.contains(&format!("corrected query: {fixed}\n")), "{query}: {answer}");
+                assert!(
+                    answer.contains(&format!("corrected query: {fixed}\n")),
+                    "{query}: {answer}"
+                );
                 let again = call(&mcp, "search_code", json!({ "query": fixed })).await;
                 assert!(!failed(&again), "the correction works: {}", text(&again));
             }
@@ -565,8 +679,14 @@ async fn invalid_queries_say_where_and_how_to_fix(backend: Backend) {
     };
     for form in codelayer::search::syntax::FORMS {
         for w in form.write {
-            assert!(description.contains(&format!("`{w}`")), "{w} in {description}");
-            assert!(help.contains(&format!("<code>{}</code>", escape(w))), "{w} on the help page");
+            assert!(
+                description.contains(&format!("`{w}`")),
+                "{w} in {description}"
+            );
+            assert!(
+                help.contains(&format!("<code>{}</code>", escape(w))),
+                "{w} on the help page"
+            );
         }
         assert!(description.contains(form.finds) && help.contains(&escape(form.finds)));
     }
@@ -576,6 +696,9 @@ async fn invalid_queries_say_where_and_how_to_fix(backend: Backend) {
     for filter in codelayer::search::syntax::FILTERS {
         assert!(description.contains(&format!("{}:", filter.name)));
     }
-    assert!(description.contains("60 KB"), "names the ceiling: {description}");
+    assert!(
+        description.contains("60 KB"),
+        "names the ceiling: {description}"
+    );
     mcp.cancel().await.expect("close");
 }

@@ -29,7 +29,10 @@ on_both_databases!(
 const REDIRECT: &str = "http://127.0.0.1:45678/callback";
 
 fn files(marker: &str) -> Vec<(&'static str, crate::common::fake_bitbucket::FakeFile)> {
-    vec![("src/lib.rs", crate::common::fake_bitbucket::FakeFile::Text(format!("pub fn {marker}() {{}}\n")))]
+    vec![(
+        "src/lib.rs",
+        crate::common::fake_bitbucket::FakeFile::Text(format!("pub fn {marker}() {{}}\n")),
+    )]
 }
 
 /// A request to `/mcp` without (or with) a bearer token, as a client's first try.
@@ -37,9 +40,11 @@ async fn raw_mcp(app: &TestApp, token: Option<&str>) -> reqwest::Response {
     let mut request = Client::new()
         .post(app.at("/mcp"))
         .header(header::ACCEPT, "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"}}}));
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        );
     if let Some(t) = token {
         request = request.bearer_auth(t);
     }
@@ -57,14 +62,14 @@ fn www_authenticate(response: &reqwest::Response) -> String {
 }
 
 /// A PKCE verifier and its S256 challenge.
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = codelayer::auth::crypto::random_token(40);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
 /// Registers a public client (RFC 7591) and returns its id.
-async fn register(app: &TestApp, name: &str, redirect_uris: &[&str]) -> String {
+pub(crate) async fn register(app: &TestApp, name: &str, redirect_uris: &[&str]) -> String {
     let r = Client::new()
         .post(app.at("/oauth/register"))
         .json(&json!({"client_name": name, "redirect_uris": redirect_uris,
@@ -78,7 +83,12 @@ async fn register(app: &TestApp, name: &str, redirect_uris: &[&str]) -> String {
     body["client_id"].as_str().expect("client_id").to_owned()
 }
 
-fn authorize_url(app: &TestApp, client_id: &str, redirect: &str, challenge: &str) -> String {
+pub(crate) fn authorize_url(
+    app: &TestApp,
+    client_id: &str,
+    redirect: &str,
+    challenge: &str,
+) -> String {
     let mut url = url::Url::parse(&app.at("/oauth/authorize")).expect("url");
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -120,15 +130,26 @@ async fn decide(browser: &Client, url: &str, decision: &str) -> url::Url {
     url::Url::parse(&location(&decided)).expect("redirect")
 }
 
-fn param(url: &url::Url, name: &str) -> Option<String> {
+pub(crate) fn param(url: &url::Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
 /// Approves `client_id` as the user of `browser`; returns the code.
-async fn approve(app: &TestApp, browser: &Client, client_id: &str, redirect: &str, challenge: &str) -> String {
-    let back = decide(browser, &authorize_url(app, client_id, redirect, challenge), "approve").await;
+async fn approve(
+    app: &TestApp,
+    browser: &Client,
+    client_id: &str,
+    redirect: &str,
+    challenge: &str,
+) -> String {
+    let back = decide(
+        browser,
+        &authorize_url(app, client_id, redirect, challenge),
+        "approve",
+    )
+    .await;
     assert_eq!(param(&back, "state").as_deref(), Some("st4te"));
     assert_eq!(param(&back, "iss").as_deref(), Some(app.url.as_str()));
     param(&back, "code").expect("code")
@@ -145,7 +166,13 @@ async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> (StatusCode, Val
     (r.status(), r.json().await.expect("json"))
 }
 
-async fn exchange(app: &TestApp, client_id: &str, code: &str, redirect: &str, verifier: &str) -> (StatusCode, Value) {
+pub(crate) async fn exchange(
+    app: &TestApp,
+    client_id: &str,
+    code: &str,
+    redirect: &str,
+    verifier: &str,
+) -> (StatusCode, Value) {
     token_request(
         app,
         &[
@@ -243,13 +270,27 @@ async fn the_whole_dance_with_rmcps_oauth_client(backend: Backend) {
         .await
         .expect("discovery and registration");
     let authorize = oauth.get_authorization_url().await.expect("authorize URL");
-    assert!(authorize.starts_with(&app.at("/oauth/authorize?")), "{authorize}");
-    assert!(authorize.contains("code_challenge_method=S256"), "{authorize}");
+    assert!(
+        authorize.starts_with(&app.at("/oauth/authorize?")),
+        "{authorize}"
+    );
+    assert!(
+        authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
 
     // 3. The signed-in person sees the named client and approves it.
-    let consent = app.page(&browser, authorize.trim_start_matches(&app.url)).await;
-    assert!(consent.contains("Allow <strong>Test Assistant</strong>"), "{consent}");
-    assert!(consent.contains("http://127.0.0.1:45678"), "where the browser goes next");
+    let consent = app
+        .page(&browser, authorize.trim_start_matches(&app.url))
+        .await;
+    assert!(
+        consent.contains("Allow <strong>Test Assistant</strong>"),
+        "{consent}"
+    );
+    assert!(
+        consent.contains("http://127.0.0.1:45678"),
+        "where the browser goes next"
+    );
     let back = decide(&browser, &authorize, "approve").await;
     assert!(back.as_str().starts_with(REDIRECT), "{back}");
     assert!(param(&back, "code").is_some() && param(&back, "state").is_some());
@@ -263,7 +304,11 @@ async fn the_whole_dance_with_rmcps_oauth_client(backend: Backend) {
     let (client_id, tokens) = manager.get_credentials().await.expect("credentials");
     let tokens = tokens.expect("tokens");
     let first_access = tokens.access_token().secret().clone();
-    let first_refresh = tokens.refresh_token().expect("refresh token").secret().clone();
+    let first_refresh = tokens
+        .refresh_token()
+        .expect("refresh token")
+        .secret()
+        .clone();
     assert!(tokens.expires_in().is_some_and(|d| d.as_secs() <= 3600));
     let transport = StreamableHttpClientTransport::with_client(
         AuthClient::new(reqwest::Client::default(), manager),
@@ -289,7 +334,10 @@ async fn the_whole_dance_with_rmcps_oauth_client(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{rotated}");
     let (access2, refresh2) = (
         rotated["access_token"].as_str().expect("access").to_owned(),
-        rotated["refresh_token"].as_str().expect("refresh").to_owned(),
+        rotated["refresh_token"]
+            .as_str()
+            .expect("refresh")
+            .to_owned(),
     );
     assert_ne!(refresh2, first_refresh);
     assert_ne!(access2, first_access);
@@ -299,21 +347,42 @@ async fn the_whole_dance_with_rmcps_oauth_client(backend: Backend) {
     assert_eq!(replay["error"], "invalid_grant");
     for token in [&first_access, &access2] {
         let refused = raw_mcp(&app, Some(token)).await;
-        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "revoked with the grant");
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNAUTHORIZED,
+            "revoked with the grant"
+        );
         assert!(www_authenticate(&refused).contains("error=\"invalid_token\""));
     }
-    assert_eq!(refresh(&app, &client_id, &refresh2).await.0, StatusCode::BAD_REQUEST);
-    assert!(app.get_json(&browser, "/api/v1/account/grants").await.as_array().expect("list").is_empty());
+    assert_eq!(
+        refresh(&app, &client_id, &refresh2).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(
+        app.get_json(&browser, "/api/v1/account/grants")
+            .await
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
 
     // 7. Revoke on the account page: the assistant's token is refused at once.
     let (access, refresh_token) = authorized(&app, &browser, &client_id).await;
     assert!(works(&app, &access).await);
     let grants = app.get_json(&browser, "/api/v1/account/grants").await;
     let id = grants[0]["id"].as_i64().expect("id");
-    let revoked = app.post(&browser, &format!("/account/grants/{id}/revoke")).await;
+    let revoked = app
+        .post(&browser, &format!("/account/grants/{id}/revoke"))
+        .await;
     assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
-    assert_eq!(raw_mcp(&app, Some(&access)).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(refresh(&app, &client_id, &refresh_token).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        raw_mcp(&app, Some(&access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refresh(&app, &client_id, &refresh_token).await.0,
+        StatusCode::BAD_REQUEST
+    );
 
     // 8. Personal access tokens keep working beside OAuth.
     let (_, pat) = crate::mcp::token(&browser, &app).await;
@@ -324,12 +393,16 @@ async fn the_whole_dance_with_rmcps_oauth_client(backend: Backend) {
     assert!(works(&app, &access).await);
     let gone = app.post(&browser, "/api/v1/account/disconnect").await;
     assert_eq!(gone.status(), StatusCode::ACCEPTED);
-    assert_eq!(raw_mcp(&app, Some(&access)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        raw_mcp(&app, Some(&access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     for table in ["oauth_grants", "oauth_tokens", "oauth_codes"] {
-        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-            .fetch_one(&app.state.db.pool)
-            .await
-            .expect("count");
+        let rows: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&app.state.db.pool)
+                .await
+                .expect("count");
         assert_eq!(rows, 0, "{table}");
     }
 }
@@ -353,10 +426,21 @@ async fn refusals_replays_and_sign_in_on_the_way(backend: Backend) {
             .expect("register");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
         let body: Value = r.json().await.expect("json");
-        assert!(body["error"].as_str().expect("error").starts_with("invalid_"), "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .expect("error")
+                .starts_with("invalid_"),
+            "{body}"
+        );
     }
     let loopback = "http://127.0.0.1:1234/cb";
-    let client_id = register(&app, "Loopback Tool", &[loopback, "https://tool.example/cb"]).await;
+    let client_id = register(
+        &app,
+        "Loopback Tool",
+        &[loopback, "https://tool.example/cb"],
+    )
+    .await;
     let (verifier, challenge) = pkce();
 
     // A redirect URI that was not registered is refused on our page, never followed.
@@ -391,7 +475,12 @@ async fn refusals_replays_and_sign_in_on_the_way(backend: Backend) {
     assert_eq!(param(&back, "state").as_deref(), Some("st4te"));
 
     // Deny: the client is told, nothing is granted.
-    let denied = decide(&browser, &authorize_url(&app, &client_id, loopback, &challenge), "deny").await;
+    let denied = decide(
+        &browser,
+        &authorize_url(&app, &client_id, loopback, &challenge),
+        "deny",
+    )
+    .await;
     assert_eq!(param(&denied, "error").as_deref(), Some("access_denied"));
     assert!(param(&denied, "code").is_none());
 
@@ -399,7 +488,10 @@ async fn refusals_replays_and_sign_in_on_the_way(backend: Backend) {
     let other_port = "http://127.0.0.1:50999/cb";
     let code = approve(&app, &browser, &client_id, other_port, &challenge).await;
     let (status, body) = exchange(&app, &client_id, &code, loopback, &verifier).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
     // That try burned the code: a code is worth one exchange.
     let (status, _) = exchange(&app, &client_id, &code, other_port, &verifier).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -408,7 +500,10 @@ async fn refusals_replays_and_sign_in_on_the_way(backend: Backend) {
     let code = approve(&app, &browser, &client_id, loopback, &challenge).await;
     let (wrong_verifier, _) = pkce();
     let (status, body) = exchange(&app, &client_id, &code, loopback, &wrong_verifier).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
 
     // A replayed code is refused, and what its first exchange gave out is revoked.
     let code = approve(&app, &browser, &client_id, loopback, &challenge).await;
@@ -417,14 +512,30 @@ async fn refusals_replays_and_sign_in_on_the_way(backend: Backend) {
     let access = tokens["access_token"].as_str().expect("access").to_owned();
     assert!(works(&app, &access).await);
     let (status, body) = exchange(&app, &client_id, &code, loopback, &verifier).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
-    assert_eq!(raw_mcp(&app, Some(&access)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        raw_mcp(&app, Some(&access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     // The token endpoint knows only registered clients and the two grant types.
     let (status, body) = exchange(&app, "clc_nobody", "x", loopback, &verifier).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
-    let (status, body) = token_request(&app, &[("grant_type", "password"), ("client_id", &client_id)]).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    let (status, body) = token_request(
+        &app,
+        &[("grant_type", "password"), ("client_id", &client_id)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
 
     // Signed out: Bitbucket sign-in first, then back to the same consent page.
     let carol = app.fake.add_user("Carol");
@@ -435,18 +546,32 @@ async fn refusals_replays_and_sign_in_on_the_way(backend: Backend) {
     let r = fresh.get(&authorize).send().await.expect("authorize");
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let login = location(&r);
-    assert!(login.starts_with("/auth/login?next=%2Foauth%2Fauthorize%3F"), "{login}");
+    assert!(
+        login.starts_with("/auth/login?next=%2Foauth%2Fauthorize%3F"),
+        "{login}"
+    );
     let callback = app.consent_from(&fresh, &carol, "grant", &login).await;
     let landed = fresh.get(callback).send().await.expect("callback");
     assert_eq!(landed.status(), StatusCode::SEE_OTHER);
-    assert_eq!(app.at(&location(&landed)), authorize, "back to the consent page");
+    assert_eq!(
+        app.at(&location(&landed)),
+        authorize,
+        "back to the consent page"
+    );
     let back = decide(&fresh, &authorize, "approve").await;
     assert!(param(&back, "code").is_some());
 }
 
 async fn a_grant_is_its_users_alone(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (alice, _) = indexed_user(&app, "Alice", "alpha", &["secret-repo"], &files("alice_only")).await;
+    let (alice, _) = indexed_user(
+        &app,
+        "Alice",
+        "alpha",
+        &["secret-repo"],
+        &files("alice_only"),
+    )
+    .await;
     let (bob, _) = indexed_user(&app, "Bob", "beta", &["web"], &files("bob_only")).await;
     // One registered client, approved by both (one app installed by two people).
     let client_id = register(&app, "Shared Assistant", &[REDIRECT]).await;
@@ -459,7 +584,12 @@ async fn a_grant_is_its_users_alone(backend: Backend) {
     assert!(!text(&call(&mcp, "list_repositories", json!({})).await).contains("beta"));
     let found = text(&call(&mcp, "search_code", json!({"query": "bob_only"})).await);
     assert!(found.starts_with("0 matching files"), "{found}");
-    let r = call(&mcp, "read_file", json!({"repository": "beta/web", "path": "src/lib.rs"})).await;
+    let r = call(
+        &mcp,
+        "read_file",
+        json!({"repository": "beta/web", "path": "src/lib.rs"}),
+    )
+    .await;
     assert!(crate::mcp::failed(&r) && text(&r).contains("not found"));
     mcp.cancel().await.expect("close");
 
@@ -475,11 +605,19 @@ async fn a_grant_is_its_users_alone(backend: Backend) {
         .await
         .expect("delete");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = app.post(&bob, &format!("/account/grants/{alice_grant}/revoke")).await;
+    let r = app
+        .post(&bob, &format!("/account/grants/{alice_grant}/revoke"))
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let (status, body) = refresh(&app, &bob_client, &alice_refresh).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
-    assert!(works(&app, &alice_access).await, "Alice's grant is untouched");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert!(
+        works(&app, &alice_access).await,
+        "Alice's grant is untouched"
+    );
 
     // Bob revoking his own grant leaves Alice's working, and the other way round.
     let bob_grant = bob_grants[0]["id"].as_i64().expect("id");
@@ -489,8 +627,15 @@ async fn a_grant_is_its_users_alone(backend: Backend) {
         .await
         .expect("delete");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(raw_mcp(&app, Some(&bob_access)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        raw_mcp(&app, Some(&bob_access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert!(works(&app, &alice_access).await);
     let (status, _) = refresh(&app, &client_id, &alice_refresh).await;
-    assert_eq!(status, StatusCode::OK, "Alice's refresh token is still hers to use");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "Alice's refresh token is still hers to use"
+    );
 }

@@ -320,11 +320,7 @@ impl TestApp {
         login: &str,
     ) -> String {
         self.fake.sign_in_browser(user);
-        let login = browser
-            .get(self.at(login))
-            .send()
-            .await
-            .expect("login");
+        let login = browser.get(self.at(login)).send().await.expect("login");
         assert_eq!(
             login.status(),
             StatusCode::SEE_OTHER,
