@@ -132,8 +132,8 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
             .and_then(|v| v.to_str().ok())
             .is_some_and(|s| s == "same-origin");
     // /mcp never reads the cookie: its own guard demands a bearer token (401 otherwise); nor
-    // do the OAuth endpoints programs call (`mcp_auth::COOKIELESS_PATHS`, named here because
-    // this floor cannot import that one).
+    // do the OAuth endpoints programs call (`mcp_auth`'s register, token and revoke, named
+    // here because this floor cannot import that one).
     let path = request.uri().path();
     let cookieless = path == "/mcp"
         || path.starts_with("/mcp/")

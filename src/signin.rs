@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::{
-    auth::{oauth, session_store::USER_ID_KEY},
+    auth::{crypto::constant_time_eq, oauth, session_store::USER_ID_KEY},
     db::now,
     error::AppError,
     identity::session_error as internal,
@@ -236,10 +236,6 @@ fn safe_next(next: Option<&str>) -> String {
         }
         _ => DEFAULT_NEXT.to_owned(),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn sign_in_error(status: u16, title: &str, message: &str) -> AppError {

@@ -103,7 +103,7 @@ mod tests {
         assert!(!a.add("y"));
         let mut a = Answer::new(1000);
         assert!(a.add("a\n"));
-        assert!(!a.add(&"b".repeat(400)));
+        assert!(!a.add(&"b".repeat(800)));
         assert!(a.add("c\n"));
         assert_eq!(a.finish(), "a\nc\n");
     }

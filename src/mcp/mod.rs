@@ -222,7 +222,11 @@ impl CodeTools {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(
+    router = self.tool_router,
+    name = "codelayer",
+    instructions = "codelayer searches the code of the Bitbucket repositories you indexed. Start with search_code (its description states the query language exactly); read_file shows a file with line numbers; list_files and list_repositories show what is there. Every answer fits under a ceiling; when one is cut it says how to continue (a cursor, a start_line or an offset)."
+)]
 impl ServerHandler for CodeTools {}
 
 fn user_of(parts: &Parts) -> Result<CurrentUser, String> {

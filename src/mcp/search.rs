@@ -118,9 +118,6 @@ impl CodeTools {
             .await
             .map_err(|e| match e {
                 SearchError::Query(e) => explain(&text, &e),
-                SearchError::Pattern(m) | SearchError::Database(m) if m.is_empty() => {
-                    "search failed".into()
-                }
                 SearchError::Pattern(m) => format!("invalid query: {m}"),
                 SearchError::Busy => "too many searches are running; try again in a moment".into(),
                 other => {

@@ -23,7 +23,7 @@ use super::{
     grants::{self, Exchange, GrantError, Issued},
     metadata::with_cors,
 };
-use crate::state::AppState;
+use crate::{auth::crypto::constant_time_eq, state::AppState};
 
 /// Token requests larger than this are refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -167,14 +167,7 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
     let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    // Every byte is compared: how far two strings agree must not show in the timing.
-    well_formed
-        && computed.len() == challenge.len()
-        && computed
-            .bytes()
-            .zip(challenge.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    well_formed && constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
 /// An OAuth error answer: `{"error", "error_description"}`.
