@@ -153,14 +153,13 @@ impl CodeTools {
                 _ => 0,
             };
             let shown: Vec<&ExcerptLine> = lines.iter().filter(|l| l.line >= from).collect();
-            let header = file_header(
-                hit,
-                &repos,
-                from,
-                &args.query,
-                &base,
-                shown.first().map(|l| l.line),
-            );
+            // The link opens the file view at the first match shown.
+            let anchor = shown
+                .iter()
+                .find(|l| l.is_match())
+                .or(shown.first())
+                .map(|l| l.line);
+            let header = file_header(hit, &repos, from, &args.query, &base, anchor);
             let first_len = shown.first().map_or(0, |l| l.text.len() + 10);
             if !answer.fits(header.len() + first_len) {
                 stopped = Some((offset + k, from));
@@ -276,9 +275,10 @@ fn summary(
     repos: &HashMap<RepoId, Searchable>,
 ) -> String {
     let mut out = format!(
-        "{}{} matching files",
+        "{}{} matching file{}",
         results.total_files,
-        if results.total_exact { "" } else { "+" }
+        if results.total_exact { "" } else { "+" },
+        if results.total_files == 1 { "" } else { "s" }
     );
     if !results.results.is_empty() {
         out.push_str(&format!(

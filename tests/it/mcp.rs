@@ -456,6 +456,14 @@ async fn context_lines_merge_where_they_meet(backend: Backend) {
     );
     let expected = "     8  row 08\n     9  row 09\n    10: row 10 hit_me\n    11  row 11\n    12: row 12 hit_me\n    13  row 13\n    14  row 14\n    --\n    28  row 28\n    29  row 29\n    30: row 30 hit_me\n    31  row 31\n    32  row 32\n";
     assert!(two.contains(expected), "{two}");
+    assert!(
+        two.starts_with("1 matching file (files 1–1 below)\n"),
+        "{two}"
+    );
+    assert!(
+        two.contains("/blob/src/ctx.rs?q=hit_me#L10\n"),
+        "the link opens at the first match: {two}"
+    );
     let lines = answer_lines(&two, "acme/web");
     assert_eq!(
         lines
