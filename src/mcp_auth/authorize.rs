@@ -126,11 +126,8 @@ async fn check(state: &AppState, p: &AuthorizeParams) -> Result<Checked, Refusal
             "resource must be this server's MCP endpoint",
         ));
     }
-    if let Some(scope) = p.scope.as_deref()
-        && scope.split_whitespace().any(|s| s != super::SCOPE)
-    {
-        return Err(back("invalid_scope", "the only scope is mcp"));
-    }
+    // Other scopes a client asks for are not refused but not granted either (RFC 6749
+    // §3.3): the token answer names the one scope there is.
     Ok(Checked { client })
 }
 

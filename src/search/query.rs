@@ -7,6 +7,9 @@
 use super::syntax::{FOREIGN_FILTERS, NOT_OPERATORS, filter_name};
 use crate::index::{PathFilter, Pattern, ShardQuery, language_aliases, language_names};
 
+/// What `case:` takes.
+const CASE_VALUES: &[&str] = &["yes", "y", "true", "on", "no", "n", "false", "off", "auto"];
+
 /// The longest query accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 4096;
 /// Compiled size limit of one regex (the regex crate's own measure).
@@ -309,13 +312,22 @@ fn misspelled_filter(chars: &[char], word: &str, start: usize) -> Option<ParseEr
         };
         return Some(error(message, start).suggest(replaced(chars, start, key_end, instead)));
     }
-    // Short keys are compared strictly: `name:` in YAML is two edits from `lang:`.
-    let budget = if lower.len() <= 4 { 1 } else { 2 };
+    // One edit from a filter name, and a value that filter would take: `cache: npm` in YAML
+    // and `fill:#fff` in CSS stay text, `lnag:rust` and `reop:api` are slips.
+    // `file` is left out: `fill:` is CSS.
     let names = super::syntax::FILTERS
         .iter()
         .flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied()))
-        .filter(|n| n.len() >= 3);
-    let known = closest(&lower, names, budget)?;
+        .filter(|n| n.len() >= 4 && *n != "file");
+    let known = closest(&lower, names, 1)?;
+    let plausible = match filter_name(known).unwrap_or(known) {
+        "lang" => language_aliases(value).is_some(),
+        "case" => CASE_VALUES.contains(&value.to_ascii_lowercase().as_str()),
+        _ => key.len() >= 3,
+    };
+    if !plausible {
+        return None;
+    }
     Some(
         error(
             format!("unknown filter {key}: — did you mean {known}:?"),
@@ -677,6 +689,8 @@ mod tests {
         assert_eq!(fix("todo lnag:rust").as_deref(), Some("todo lang:rust"));
         assert_eq!(fix("todo reop:api").as_deref(), Some("todo repo:api"));
         assert_eq!(fix("x langauge:go").as_deref(), Some("x language:go"));
+        assert_eq!(fix("x worksapce:acme").as_deref(), Some("x workspace:acme"));
+        assert_eq!(fix("x cas:yes").as_deref(), Some("x case:yes"));
         assert_eq!(fix("x ext:py").as_deref(), Some("x path:*.py"));
         assert_eq!(fix("x lang:pyhton").as_deref(), Some("x lang:python"));
         assert_eq!(
