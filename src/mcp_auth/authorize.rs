@@ -67,18 +67,14 @@ impl IntoResponse for Refusal {
 
 async fn check(state: &AppState, p: &AuthorizeParams) -> Result<Checked, Refusal> {
     let page = |title: &str, message: &str| {
-        Refusal::Page(AppError::SignIn {
-            status: axum::http::StatusCode::BAD_REQUEST,
-            title: title.to_owned(),
-            message: message.to_owned(),
-        })
+        Refusal::Page(AppError::BadRequest(format!("{title}. {message}")))
     };
     let client = clients::find(state, &p.client_id)
         .await
         .map_err(|e| Refusal::Page(e.into()))?
         .ok_or_else(|| {
             page(
-                "Unknown application",
+                "This application is unknown",
                 "The application that sent you here is not registered with codelayer (or was forgotten). Start connecting it again from the application.",
             )
         })?;
