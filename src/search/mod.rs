@@ -1,6 +1,7 @@
 //! Search across the shards a user may read: the query language, shard readers, ranking
 //! across repositories, the results page, the file view and the JSON API.
 
+mod corrections;
 pub mod pages;
 pub mod query;
 pub mod syntax;
