@@ -16,7 +16,8 @@
 #
 # Knobs (environment): CORPUS (/tmp/corpus), MAKE_CORPUS (../shared/bench/make_corpus.sh),
 # BENCH_OUT (target/bench-corpus), BENCH_DATA_DIR ($TMPDIR/codelayer-bench-data),
-# BENCH_REPEATS (20, our runs per query), TOOL_RUNS (10, rg/csearch/curl runs per query),
+# BENCH_REPEATS (20, our runs per query), TOOL_RUNS (10, rg/csearch runs per query),
+# API_SECS (5: each query alone through the HTTP API from one keep-alive wrk connection),
 # LOAD_SECS (30 per load run), LOAD_RUNS ("all:16 all:64 selective:16": query set and
 # connections; "selective" leaves out LOAD_SCANS, the queries that must read every file:
 # "fn return re_nolit"), BENCH_PORT (38917),
@@ -33,6 +34,7 @@ OUT="${BENCH_OUT:-$ROOT/target/bench-corpus}"
 DATA="${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/codelayer-bench-data}"
 TOOL_RUNS="${TOOL_RUNS:-10}"
 LOAD_SECS="${LOAD_SECS:-30}"
+API_SECS="${API_SECS:-5}"
 LOAD_RUNS="${LOAD_RUNS:-all:16 all:64 selective:16}"
 LOAD_SCANS="${LOAD_SCANS:-fn return re_nolit}"
 PORT="${BENCH_PORT:-38917}"
@@ -127,6 +129,7 @@ say "codelayer serve on $DATA, 127.0.0.1:$PORT"
 SERVER_LOG="$OUT/server.log"
 env -u CODELAYER_CONFIG CODELAYER_DATA_DIR="$DATA" DATABASE_URL="sqlite://$DATA/codelayer.db" \
   CODELAYER_LISTEN="127.0.0.1:$PORT" CODELAYER_PUBLIC_URL="http://127.0.0.1:$PORT" \
+  CODELAYER_SEARCH_CACHE=0 CODELAYER_SEARCH_PER_USER=4 \
   "$ROOT/target/release/codelayer" serve > "$SERVER_LOG" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
@@ -144,12 +147,22 @@ while IFS=$'\t' read -r id _label query _rest; do
   printf '%s\t%s\n' "$id" "/api/v1/search?q=$(urlencode "$query")" >> "$OUT/api-paths.tsv"
 done < "$QUERIES"
 
-say "API, one client: curl per query, $TOOL_RUNS runs after 2 warm-ups (process start included)"
+# Every request does the work (no answers kept: CODELAYER_SEARCH_CACHE=0); the load test
+# plays one user's clients, so that user may use every search slot (CODELAYER_SEARCH_PER_USER).
+say "API, one keep-alive client (wrk -c1) per query for ${API_SECS}s; whether its count is exact"
 quiet "API single-client timings"
+cat > "$OUT/one.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT\\t%d\\t%.3f\\t%.3f\\t%d\\n", summary.requests,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, summary.errors.status))
+end
+LUA
 while IFS=$'\t' read -r id path; do
-  hyperfine -N --warmup 2 --runs "$TOOL_RUNS" --output=pipe --style none \
-    --export-json "$OUT/hyperfine/api-$id.json" \
-    "curl -fsS -o /dev/null -H '$AUTH' 'http://127.0.0.1:$PORT$path'" < /dev/null >/dev/null
+  curl -fsS -H "$AUTH" "http://127.0.0.1:$PORT$path" > "$OUT/api-$id.json" || echo '{}' > "$OUT/api-$id.json"
+  wrk -t1 -c1 -d"${API_SECS}s" --timeout 60s -s "$OUT/one.lua" "http://127.0.0.1:$PORT$path" < /dev/null \
+    | awk -F'\t' '/^RESULT/ {print $2"\t"$3"\t"$4"\t"$5}' > "$OUT/api-$id.tsv"
+  echo "   $id: $(cat "$OUT/api-$id.tsv")"
 done < "$OUT/api-paths.tsv"
 
 # wrk scripts: each connection sends the queries of its set in turn.
@@ -259,6 +272,46 @@ def compare(mine, theirs, why):
             n[0] += 1; n[1] += a; n[2] += b
     return diffs
 
+def draw_chart(chart, load_rows):
+    """Two panels, log-scale milliseconds: per query codelayer's API median beside rg and
+    csearch; then the latency percentiles of each load run. Plain SVG, no fonts fetched."""
+    width, left, bar, gap = 900, 190, 7, 10
+    lo, hi = 0.1, 100000.0
+    x = lambda v: left + (width - left - 20) * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+    colors = (("codelayer API", "#2563eb"), ("rg", "#dc2626"), ("csearch", "#6b7280"))
+    rows = len(chart) * (3 * bar + gap)
+    height = 60 + rows + 60 + len(load_rows) * 28 + 60
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           '<text x="10" y="18" font-size="14" font-weight="bold">Latency per query (ms, log scale, median)</text>']
+    for i, (name, color) in enumerate(colors):
+        out.append(f'<rect x="{10 + i * 130}" y="28" width="10" height="10" fill="{color}"/><text x="{24 + i * 130}" y="37">{name}</text>')
+    y0 = 50
+    for t in (0.1, 1, 10, 100, 1000, 10000, 100000):
+        out.append(f'<line x1="{x(t):.1f}" y1="{y0}" x2="{x(t):.1f}" y2="{y0 + rows}" stroke="#e5e7eb"/>')
+        out.append(f'<text x="{x(t):.1f}" y="{y0 + rows + 12}" text-anchor="middle">{t:g}</text>')
+    y = y0
+    for qid, *vals in chart:
+        out.append(f'<text x="{left - 6}" y="{y + 2 * bar}" text-anchor="end">{qid}</text>')
+        for k, v in enumerate(vals):
+            if v is not None:
+                out.append(f'<rect x="{left}" y="{y + k * bar}" width="{max(1, x(v) - left):.1f}" height="{bar - 1}" fill="{colors[k][1]}"><title>{qid} {colors[k][0]}: {v:.1f} ms</title></rect>')
+        y += 3 * bar + gap
+    y += 40
+    out.append(f'<text x="10" y="{y}" font-size="14" font-weight="bold">Under load: latency percentiles p50 / p75 / p90 / p99 (ms, log scale)</text>')
+    y += 14
+    shades = ("#93c5fd", "#60a5fa", "#2563eb", "#1e3a8a")
+    for label, pcts in load_rows:
+        out.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{label}</text>')
+        for k, v in reversed(list(enumerate(pcts))):
+            if v is not None:
+                out.append(f'<rect x="{left}" y="{y + 4}" width="{max(1, x(v) - left):.1f}" height="14" fill="{shades[k]}"><title>p{(50, 75, 90, 99)[k]}: {v:.1f} ms</title></rect>')
+        y += 28
+    for t in (0.1, 1, 10, 100, 1000, 10000, 100000):
+        out.append(f'<text x="{x(t):.1f}" y="{y + 12}" text-anchor="middle">{t:g}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
 idx = ours["index"]
 cindex_t = hf("cindex")
 cindex_bytes = int(open(f"{out}/csearch/index-bytes.txt").read())
@@ -285,29 +338,52 @@ P(f"Re-index of {r['repository']} ({r['bytes']/1e6:.1f} MB, {r['files']} files) 
   f"median {r['median_ms']:.0f} ms (runs: {', '.join(f'{x:.0f}' for x in r['runs_ms'])} ms). "
   f"Opening all {idx['repositories']} shards (a cold server's first search): {ours['queries']['open_shards_ms']:.0f} ms.")
 P("")
-P("## Queries (milliseconds, median / p95; warm cache)")
+P("## Queries through the HTTP API (milliseconds, median / p95; warm cache)")
 P("")
-P("| query | codelayer first page | first page, query compiled once | codelayer full count | API via curl | rg | csearch | files ours / rg / cs | lines ours / rg / cs |")
-P("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+P("One keep-alive client sends the query again and again for a few seconds (wrk -c1), beside "
+  "`rg -n` and `csearch -n` timed by hyperfine (process start included, as a person running them "
+  "pays it). *ours / rg* is the ratio of the medians: below 1 is faster than ripgrep.")
+P("")
+P("| query | API | ours / rg | count exact? | rg | csearch | in-process first page | in-process full count | files ours / rg / cs | lines ours / rg / cs |")
+P("|---|---:|---:|:---:|---:|---:|---:|---:|---:|---:|")
 notes = []
+chart = []
 by_id = {q["id"]: q for q in ours["queries"]["results"]}
+fmt = lambda t: "–" if t is None else f"{t[0]:.0f} / {t[1]:.0f}" if t[0] >= 10 else f"{t[0]:.1f} / {t[1]:.1f}"
+def api(qid):
+    p = f"{out}/api-{qid}.tsv"
+    if not os.path.exists(p) or not open(p).read().strip(): return None
+    n, p50, p95, bad = open(p).read().split("\t")
+    return float(p50), float(p95)
+def exact(qid):
+    try: return json.load(open(f"{out}/api-{qid}.json")).get("total_exact")
+    except (OSError, ValueError): return None
+api_medians = []
 for cols in queries:
     qid, label, text = cols[0], cols[1], cols[2]
     q = by_id[qid]
-    fmt = lambda t: "–" if t is None else f"{t[0]:.0f} / {t[1]:.0f}" if t[0] >= 10 else f"{t[0]:.1f} / {t[1]:.1f}"
     page = (q["page_ms"]["median"], q["page_ms"]["p95"])
     full = (q["full_ms"]["median"], q["full_ms"]["p95"])
-    once = (q["page_prepared_once_ms"]["median"], q["page_prepared_once_ms"]["p95"])
+    a, rgt, cst = api(qid), hf("rg-" + qid), hf("csearch-" + qid)
+    ratio = f"{a[0] / rgt[0]:.2f}" if a and rgt else "–"
+    if a: api_medians.append(a[0])
+    chart.append((qid, a[0] if a else None, rgt[0] if rgt else None, cst[0] if cst else None))
+    ex = exact(qid)
     mine = counts(f"{out}/{qid}.tsv")
     rgc = counts(f"{out}/rg/{qid}.tsv")
     csc = counts(f"{out}/csearch/{qid}.tsv")
     cell = f"`{text}` ({label})".replace("|", "\\|")  # a | would end the table cell
-    P(f"| {cell} | {fmt(page)} | {fmt(once)} | {fmt(full)} | {fmt(hf('api-' + qid))} | {fmt(hf('rg-' + qid))} | "
-      f"{fmt(hf('csearch-' + qid))} | {len(mine)} / {len(rgc)} / {len(csc)} | "
+    P(f"| {cell} | {fmt(a)} | {ratio} | {'yes' if ex else 'no (N+)' if ex is False else '?'} | {fmt(rgt)} | {fmt(cst)} | "
+      f"{fmt(page)} | {fmt(full)} | {len(mine)} / {len(rgc)} / {len(csc)} | "
       f"{sum(mine.values())} / {sum(rgc.values())} / {sum(csc.values())} |")
     for tool, theirs, why in (("rg", rgc, why_rg), ("csearch", csc, why_cs)):
-        for reason, (nf, a, b, ex) in sorted(compare(mine, theirs, why).items()):
-            notes.append(f"- `{qid}` vs {tool}: {nf} file(s), {a} lines ours vs {b} theirs — {reason} (e.g. {ex})")
+        for reason, (nf, a2, b2, ex2) in sorted(compare(mine, theirs, why).items()):
+            notes.append(f"- `{qid}` vs {tool}: {nf} file(s), {a2} lines ours vs {b2} theirs — {reason} (e.g. {ex2})")
+if api_medians:
+    P("")
+    P(f"p50 over the query set's API medians: {statistics.median(api_medians):.1f} ms. "
+      "The file and line counts compare the *full* count (in-process, every file) with rg and csearch; "
+      "a first page whose count is not exact says so (`total_exact: false`, \"N+ files\" on the page).")
 P("")
 P("Count differences, each traced to the files involved:")
 P("")
@@ -328,6 +404,20 @@ for row in open(f"{out}/load.tsv"):
     P(f"| {qset} | {c} | {rps.group(1) if rps else '?'} | {p50.group(1) if p50 else '?'} | {p99.group(1) if p99 else '?'} | "
       f"{bad.group(1) if bad else 0}{' (+' + timeouts.group(1) + ' timeouts)' if timeouts and timeouts.group(1) != '0' else ''} | "
       f"{int(hwm)/1024:.0f} MiB | {int(rss)/1024:.0f} MiB |")
+P("")
+load_rows = []
+for row in open(f"{out}/load.tsv"):
+    qset, c, _, _ = row.split()
+    txt = open(f"{out}/wrk-{qset}-{c}.txt").read()
+    def ms_of(pct):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\b", txt, re.M)
+        if not m: return None
+        v, u = float(m.group(1)), m.group(2)
+        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+    load_rows.append((f"{qset}, {c} connections", [ms_of(p) for p in (50, 75, 90, 99)]))
+svg = draw_chart(chart, load_rows)
+open(f"{out}/chart.svg", "w").write(svg)
+P("![per-query latency and latency under load](bench/chart.svg)")
 P("")
 m = ours["machine"]
 P(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']:.1f} GiB RAM. Load average at the start of each phase: " +

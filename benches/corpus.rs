@@ -465,6 +465,8 @@ async fn fixture(
         "CODELAYER_DATA_DIR".to_owned(),
         settings.data_dir.to_string_lossy().into_owned(),
     );
+    // Every timed run does the work: no answers kept from the run before.
+    values.insert("CODELAYER_SEARCH_CACHE".to_owned(), "0".to_owned());
     let config = Config::from_map(&values).map_err(|e| anyhow!("{e}"))?;
     let app = App::new(config, Tuning::default()).await?;
     let pool = &app.state.db.pool;
@@ -587,8 +589,8 @@ fn run_queries(
                 parsed.allows_repository(WORKSPACE, &r.name, &format!("{WORKSPACE}/{}", r.name))
             })
             .collect();
-        // The full count: every matching file and line.
-        let full = PreparedQuery::new(&parsed.shard_query(0, 0))?;
+        // The full count: every matching file and line (one line returned, all counted).
+        let full = PreparedQuery::new(&parsed.shard_query(1, 0))?;
         // What `search::run` asks of each shard for the first page, compiled once.
         let page_query = parsed.shard_query(
             search::LINES_PER_FILE,

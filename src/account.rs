@@ -145,6 +145,13 @@ pub struct AccountPage {
     mcp_url: String,
 }
 
+impl AccountPage {
+    /// The new token where a snippet needs one: pasted in while it is shown, else `<token>`.
+    pub fn token_or_placeholder(&self) -> &str {
+        self.new_token.as_ref().map_or("<token>", |t| &t.token)
+    }
+}
+
 const NEW_TOKEN_KEY: &str = "new_token";
 
 /// A new token on its way to being shown once, encrypted for this user.
@@ -197,6 +204,9 @@ pub async fn page(
 #[derive(Deserialize)]
 pub struct TokenForm {
     name: String,
+    /// "assistants" when made for an assistant: the page opens at the snippets.
+    #[serde(default)]
+    then: Option<String>,
 }
 
 /// `POST /account/tokens`.
@@ -225,7 +235,13 @@ pub async fn create_form(
         Err(AppError::BadRequest(msg)) => Flash::error(msg).set(&session).await,
         Err(e) => return Err(e),
     }
-    Ok(Redirect::to("/account#tokens"))
+    Ok(Redirect::to(
+        if form.then.as_deref() == Some("assistants") {
+            "/account#assistant-token"
+        } else {
+            "/account#tokens"
+        },
+    ))
 }
 
 /// `POST /account/tokens/{id}/revoke`.

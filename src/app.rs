@@ -19,7 +19,8 @@ use tower_sessions::{
 
 pub use crate::state::{AppState, Tuning};
 use crate::{
-    account, identity, mcp, mcp_auth, pages, repositories, search, signin, worker, workspaces,
+    account, freshness, identity, mcp, mcp_auth, pages, repositories, search, signin, worker,
+    workspaces,
 };
 
 /// A ready-to-serve application: connected, migrated, with its background tasks defined.
@@ -83,12 +84,14 @@ impl App {
             .route("/repositories/index", post(repositories::index_form))
             .route("/repositories/{id}/sync", post(repositories::sync_form))
             .route("/static/app.js", get(pages::script))
-            .route("/static/blob.js", get(pages::blob_js))
+            .route("/static/code.js", get(pages::code_js))
+            .route("/static/site.js", get(pages::site_js))
             .route("/static/vendor/highlight.min.js", get(pages::highlight_js))
             .route("/search", get(search::pages::page))
             .route("/search/help", get(pages::search_help))
             .route("/repos/{id}/blob/{*path}", get(search::pages::blob))
             .route("/api/v1/search", get(search::pages::api))
+            .route("/api/v1/symbols", get(search::symbols::api))
             .route("/api/v1/repositories/index", post(repositories::api_index))
             .route("/api/v1/repositories/{id}/sync", post(repositories::api_sync))
             .route("/api/v1/workspaces", get(workspaces::api_list))
@@ -140,8 +143,12 @@ impl App {
             }
         });
         repositories::resume_interrupted(&self.state).await?;
+        if self.state.oauth.is_some() {
+            signin::check_api_url(&self.state.config.api_url);
+        }
         let workers = worker::start(&self.state, self.state.config.workers);
         let schedule = tokio::spawn(repositories::resync_on_schedule(self.state.clone()));
+        let freshness = freshness::start(&self.state);
         tracing::info!(
             address = %listener.local_addr()?,
             public_url = %self.state.config.public_url,
@@ -153,6 +160,9 @@ impl App {
             .await?;
         cleanup.abort();
         schedule.abort();
+        for f in freshness {
+            f.abort();
+        }
         for w in workers {
             w.abort();
         }

@@ -30,6 +30,13 @@ pub struct Config {
     pub job_lease: Duration,
     /// How often selected repositories are fetched again.
     pub sync_interval: Duration,
+    /// How often each selected repository's main branch head is asked for (over git).
+    pub poll_interval: Duration,
+    /// Git requests per hour Bitbucket allows (its git budget), and the share head checks may use.
+    pub git_requests_per_hour: u32,
+    pub poll_share_percent: u32,
+    /// How often each linked workspace's repository list is read again (REST).
+    pub list_interval: Duration,
     /// A git transfer with no data for this long fails.
     pub git_timeout: Duration,
     /// Largest clone transfer accepted.
@@ -46,6 +53,8 @@ pub struct Config {
     pub search_per_user: usize,
     /// Ceiling of one MCP tool answer in bytes; longer answers are cut and say how to go on.
     pub mcp_answer_bytes: usize,
+    /// Recent search answers kept per user (0: none).
+    pub search_cache_per_user: usize,
 }
 
 /// The registered Bitbucket OAuth consumer.
@@ -82,6 +91,10 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_WORKERS", Some("2")),
     ("CODELAYER_JOB_LEASE_SECS", Some("60")),
     ("CODELAYER_SYNC_INTERVAL_SECS", Some("3600")),
+    ("CODELAYER_POLL_SECS", Some("60")),
+    ("CODELAYER_GIT_REQUESTS_PER_HOUR", Some("60000")),
+    ("CODELAYER_POLL_SHARE_PERCENT", Some("50")),
+    ("CODELAYER_LIST_SECS", Some("900")),
     ("CODELAYER_GIT_TIMEOUT_SECS", Some("60")),
     ("CODELAYER_MAX_REPO_BYTES", Some("2147483648")),
     ("CODELAYER_MAX_FILES", Some("200000")),
@@ -93,6 +106,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_SEARCH_CONCURRENCY", Some("4")),
     ("CODELAYER_SEARCH_PER_USER", Some("2")),
     ("CODELAYER_MCP_ANSWER_BYTES", Some("60000")),
+    ("CODELAYER_SEARCH_CACHE", Some("32")),
     ("RUST_LOG", Some("info")),
 ];
 
@@ -202,6 +216,11 @@ impl Config {
         let workers = usize::try_from(number("CODELAYER_WORKERS", 1)).unwrap_or(1);
         let job_lease = Duration::from_secs(number("CODELAYER_JOB_LEASE_SECS", 3));
         let sync_interval = Duration::from_secs(number("CODELAYER_SYNC_INTERVAL_SECS", 60));
+        let poll_interval = Duration::from_secs(number("CODELAYER_POLL_SECS", 1));
+        let git_requests_per_hour =
+            u32::try_from(number("CODELAYER_GIT_REQUESTS_PER_HOUR", 1)).unwrap_or(u32::MAX);
+        let poll_share = number("CODELAYER_POLL_SHARE_PERCENT", 1);
+        let list_interval = Duration::from_secs(number("CODELAYER_LIST_SECS", 1));
         let git_timeout = Duration::from_secs(number("CODELAYER_GIT_TIMEOUT_SECS", 1));
         let max_repo_bytes = number("CODELAYER_MAX_REPO_BYTES", 1024);
         let max_files = number("CODELAYER_MAX_FILES", 1);
@@ -215,6 +234,17 @@ impl Config {
         let search_per_user = usize::try_from(number("CODELAYER_SEARCH_PER_USER", 1)).unwrap_or(2);
         let mcp_answer_bytes =
             usize::try_from(number("CODELAYER_MCP_ANSWER_BYTES", 4096)).unwrap_or(60_000);
+        let search_cache_per_user =
+            usize::try_from(number("CODELAYER_SEARCH_CACHE", 0)).unwrap_or(32);
+        let poll_share_percent = match u32::try_from(poll_share) {
+            Ok(n @ 1..=100) => n,
+            _ => {
+                errors.push(format!(
+                    "CODELAYER_POLL_SHARE_PERCENT must be between 1 and 100, got {poll_share}"
+                ));
+                50
+            }
+        };
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -235,6 +265,10 @@ impl Config {
             workers,
             job_lease,
             sync_interval,
+            poll_interval,
+            git_requests_per_hour,
+            poll_share_percent,
+            list_interval,
             git_timeout,
             max_repo_bytes,
             max_files,
@@ -246,6 +280,7 @@ impl Config {
             search_concurrency,
             search_per_user,
             mcp_answer_bytes,
+            search_cache_per_user,
         })
     }
 
@@ -267,6 +302,7 @@ impl Config {
             max_tree_depth: self.max_tree_depth,
             max_tree_entries: self.max_tree_entries,
             max_total_bytes: self.max_index_bytes,
+            ..crate::index::Limits::default()
         }
     }
 

@@ -16,6 +16,9 @@ pub enum AppError {
     NotFound,
     #[error("sign in first")]
     SignedOut,
+    /// Signed out on the way to a page: after sign-in the person lands on it.
+    #[error("sign in first")]
+    SignedOutAt(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -47,7 +50,7 @@ impl AppError {
     fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::SignedOut => StatusCode::UNAUTHORIZED,
+            AppError::SignedOut | AppError::SignedOutAt(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::SignIn { status, .. } => *status,
@@ -60,7 +63,7 @@ impl AppError {
     fn code(&self) -> &'static str {
         match self {
             AppError::NotFound => "not_found",
-            AppError::SignedOut => "unauthenticated",
+            AppError::SignedOut | AppError::SignedOutAt(_) => "unauthenticated",
             AppError::Forbidden(_) => "forbidden",
             AppError::BadRequest(_) => "bad_request",
             AppError::SignIn { .. } => "sign_in_failed",
@@ -74,7 +77,9 @@ impl AppError {
     fn public_message(&self) -> String {
         match self {
             AppError::NotFound => "There is nothing here, or it is not yours.".into(),
-            AppError::SignedOut => "Sign in with Bitbucket first.".into(),
+            AppError::SignedOut | AppError::SignedOutAt(_) => {
+                "Sign in with Bitbucket first.".into()
+            }
             AppError::SignIn { message, .. } => message.clone(),
             AppError::Internal(_) => {
                 "Something went wrong on our side. It has been logged; please try again.".into()
@@ -102,8 +107,13 @@ pub struct ErrorPage {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         self.log();
-        if matches!(self, AppError::SignedOut) {
-            return Redirect::to("/").into_response();
+        match &self {
+            AppError::SignedOut => return Redirect::to("/").into_response(),
+            AppError::SignedOutAt(next) => {
+                let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+                return Redirect::to(&format!("/?next={next}")).into_response();
+            }
+            _ => {}
         }
         let (title, retry) = match &self {
             AppError::SignIn { title, .. } => (title.clone(), Some("/auth/login")),

@@ -1,7 +1,8 @@
 //! Admission for CPU-heavy requests (search): a fixed number run at once, each user holds at
 //! most a few of those places, and a request that cannot get in before its deadline is
 //! turned away as busy. One user flooding expensive queries therefore waits behind their own
-//! requests, while other users and `/healthz` keep being answered.
+//! requests, while other users and `/healthz` keep being answered. Admitted work runs on a
+//! pool of its own, apart from the blocking threads that clone and index.
 
 use std::{
     collections::HashMap,
@@ -71,6 +72,64 @@ impl Gate {
     }
 }
 
+type Work = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of threads for search work (one per core), fed through a bounded queue.
+pub struct Pool {
+    queue: std::sync::mpsc::SyncSender<Work>,
+}
+
+impl Pool {
+    /// Starts `threads` workers; they end when the pool is dropped.
+    pub fn new(threads: usize) -> Pool {
+        let (queue, work) = std::sync::mpsc::sync_channel::<Work>(1024);
+        let work = Arc::new(Mutex::new(work));
+        for n in 0..threads.max(1) {
+            let work = work.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("search-{n}"))
+                .spawn(move || {
+                    loop {
+                        let next = work
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        match next {
+                            // A panic in one piece of work must not take the thread along.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "starting a search thread failed");
+            }
+        }
+        Pool { queue }
+    }
+
+    /// Runs `f` on the pool and waits for its result without blocking the async runtime.
+    /// None if the work could not run (the pool is gone, or `f` panicked).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Work = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        // The queue is bounded; waiting for room happens off the runtime's threads.
+        let queue = self.queue.clone();
+        tokio::task::spawn_blocking(move || queue.send(job).ok())
+            .await
+            .ok()
+            .flatten()?;
+        rx.await.ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +160,14 @@ mod tests {
             gate.enter(user(3), wait).await.is_some(),
             "a freed place is given again"
         );
+    }
+
+    #[tokio::test]
+    async fn the_pool_runs_work_and_survives_a_panic() {
+        let pool = Pool::new(2);
+        assert_eq!(pool.run(|| 6 * 7).await, Some(42));
+        let panicked: Option<()> = pool.run(|| panic!("a bug")).await;
+        assert!(panicked.is_none());
+        assert_eq!(pool.run(|| "still here").await, Some("still here"));
     }
 }

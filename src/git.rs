@@ -1,5 +1,6 @@
 //! Read-only bare clones over HTTPS with git2: the main branch only, shallow, credentials
-//! handed only to the configured git host, no redirects, bounded size and stall time.
+//! handed only to the configured git host, no redirects, bounded size and stall time; and
+//! head checks (the ref advertisement alone, as `git ls-remote` reads it) under the same rules.
 
 use std::{
     path::Path,
@@ -7,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use git2::{FetchOptions, Oid, RemoteCallbacks, RemoteRedirect, Repository};
+use git2::{Binding, FetchOptions, Oid, RemoteCallbacks, RemoteRedirect, Repository};
 use url::Url;
 
 /// How a fetch failed, in words a page can show.
@@ -15,6 +16,10 @@ use url::Url;
 pub enum FetchError {
     #[error("Bitbucket refused the git credentials (sign in again if this persists)")]
     Unauthorized,
+    #[error(
+        "Bitbucket refused access to this repository — your account may have lost read access to it"
+    )]
+    Forbidden,
     #[error("the repository is larger than the configured limit of {0} bytes")]
     TooLarge(u64),
     #[error("the main branch {0:?} does not exist on Bitbucket")]
@@ -116,6 +121,9 @@ pub fn fetch(
         {
             return Err(FetchError::Unauthorized);
         }
+        if e.class() == git2::ErrorClass::Http && e.message().contains("403") {
+            return Err(FetchError::Forbidden);
+        }
         if e.message().contains("couldn't find remote ref") {
             return Err(FetchError::NoBranch(request.branch.to_owned()));
         }
@@ -128,6 +136,100 @@ pub fn fetch(
         .ok_or_else(|| FetchError::NoBranch(request.branch.to_owned()))?;
     repo.set_head(&format!("refs/heads/{}", request.branch))
         .map_err(git)?;
+    Ok(head)
+}
+
+/// Why a head check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    #[error("Bitbucket refused the git credentials")]
+    Unauthorized,
+    /// 429: the git budget is spent for now; the caller slows down.
+    #[error("Bitbucket's git rate limit was reached (429)")]
+    RateLimited,
+    /// 5xx, a refused connection or a stall: worth asking again later, more slowly.
+    #[error("Bitbucket's git server is unavailable: {0}")]
+    Unavailable(String),
+    #[error("git ref advertisement failed: {0}")]
+    Git(String),
+}
+
+/// What a head check found: the branch's commit, or `None` when it is not advertised.
+pub type Head = Option<Oid>;
+
+// git2 0.21 connects only with libgit2's default redirect policy, which follows a redirect of
+// the first request to any host; the extended call takes the policy. The symbol is part of
+// libgit2's public API (include/git2/remote.h) since 1.7, and libgit2-sys links it.
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    fn git_remote_connect_ext(
+        remote: *mut libgit2_sys::git_remote,
+        direction: libgit2_sys::git_direction,
+        opts: *const libgit2_sys::git_remote_connect_options,
+    ) -> std::ffi::c_int;
+}
+
+/// Reads the main branch's head from the server's smart-HTTP ref advertisement (one GET of
+/// `info/refs`, as `git ls-remote` does): no objects are fetched, nothing is written. The
+/// credentials rules are those of [`fetch`]: the token only from the callback, only for the
+/// configured origin, once; no redirects.
+pub fn remote_head(url: &Url, branch: &str, token: &str) -> Result<Head, HeadError> {
+    let credential_calls = AtomicU32::new(0);
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(|asked, _username, _allowed| {
+        if credential_calls.fetch_add(1, Ordering::SeqCst) > 0 || !same_origin(asked, url) {
+            return Err(git2::Error::from_str("no credentials for this URL"));
+        }
+        git2::Cred::userpass_plaintext("x-token-auth", token)
+    });
+    let proxy = git2::ProxyOptions::new();
+    let mut remote = git2::Remote::create_detached(url.as_str())
+        .map_err(|e| HeadError::Git(e.message().to_owned()))?;
+    let options = libgit2_sys::git_remote_connect_options {
+        version: 1, // GIT_REMOTE_CONNECT_OPTIONS_VERSION
+        callbacks: callbacks.raw(),
+        proxy_opts: proxy.raw(),
+        follow_redirects: libgit2_sys::GIT_REMOTE_REDIRECT_NONE,
+        custom_headers: libgit2_sys::git_strarray {
+            strings: std::ptr::null_mut(),
+            count: 0,
+        },
+    };
+    // SAFETY: `remote` is a live remote; `options` and the callbacks and proxy options it
+    // points into (the callbacks' payload is `&callbacks`) outlive the call and are not moved
+    // before `remote`, which is dropped first, disconnects. libgit2 copies the options.
+    #[allow(unsafe_code)]
+    let code =
+        unsafe { git_remote_connect_ext(remote.raw(), libgit2_sys::GIT_DIRECTION_FETCH, &options) };
+    if code < 0 {
+        let e = git2::Error::last_error(code);
+        tracing::debug!(class = ?e.class(), code = ?e.code(), message = e.message(), "git ref advertisement failed");
+        let message = e.message();
+        if credential_calls.load(Ordering::SeqCst) > 1
+            || e.code() == git2::ErrorCode::Auth
+            || message.contains("401")
+        {
+            return Err(HeadError::Unauthorized);
+        }
+        // libgit2 says "unexpected http status code: <n>" for any other status.
+        if message.contains("status code: 429") {
+            return Err(HeadError::RateLimited);
+        }
+        if message.contains("status code: 5")
+            || matches!(e.class(), git2::ErrorClass::Net | git2::ErrorClass::Os)
+        {
+            return Err(HeadError::Unavailable(message.to_owned()));
+        }
+        return Err(HeadError::Git(message.to_owned()));
+    }
+    let wanted = format!("refs/heads/{branch}");
+    let head = remote
+        .list()
+        .map_err(|e| HeadError::Git(e.message().to_owned()))?
+        .iter()
+        .find(|h| h.name() == wanted)
+        .map(git2::RemoteHead::oid);
+    let _ = remote.disconnect();
     Ok(head)
 }
 

@@ -25,7 +25,12 @@ impl FromRequestParts<AppState> for CurrentUser {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| AppError::Internal("session layer missing".into()))?;
-        signed_in(state, &session).await?.ok_or(AppError::SignedOut)
+        // A page opened while signed out is where sign-in leads back to.
+        let signed_out = match (&parts.method, parts.uri.path_and_query()) {
+            (&Method::GET, Some(target)) => AppError::SignedOutAt(target.as_str().to_owned()),
+            _ => AppError::SignedOut,
+        };
+        signed_in(state, &session).await?.ok_or(signed_out)
     }
 }
 

@@ -177,28 +177,47 @@ impl Queue {
         Ok(abandoned)
     }
 
-    /// Adds a job unless the same one is already waiting.
+    /// Adds a job unless the same one is already waiting. A failed one is queued afresh; a
+    /// running one is marked to run once more when it ends (what it is doing may already be
+    /// out of date: a push, a click on Sync or Refresh arrived after it started).
     pub async fn enqueue(&self, job: &Job) -> Result<(), sqlx::Error> {
+        self.add(job, true).await
+    }
+
+    /// Makes sure the job is queued or running, without asking a running one to run again
+    /// (start-up recovery and schedules that only want the work done once).
+    pub async fn ensure(&self, job: &Job) -> Result<(), sqlx::Error> {
+        self.add(job, false).await
+    }
+
+    async fn add(&self, job: &Job, again_if_running: bool) -> Result<(), sqlx::Error> {
         let payload = serde_json::to_string(job).expect("jobs serialize");
         let at = now();
         sqlx::query(
             "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_after, lease_until, created_at) \
              VALUES ($1, $2, $3, 'queued', 0, $4, $5, 0, $5) \
-             ON CONFLICT (dedupe_key) DO UPDATE SET state = 'queued', attempts = 0, \
-               run_after = excluded.run_after, last_error = NULL \
-             WHERE jobs.state = 'failed'",
+             ON CONFLICT (dedupe_key) DO UPDATE SET \
+               state = CASE WHEN jobs.state = 'failed' THEN 'queued' ELSE jobs.state END, \
+               attempts = CASE WHEN jobs.state = 'failed' THEN 0 ELSE jobs.attempts END, \
+               run_after = CASE WHEN jobs.state = 'failed' THEN excluded.run_after ELSE jobs.run_after END, \
+               last_error = CASE WHEN jobs.state = 'failed' THEN NULL ELSE jobs.last_error END, \
+               rerun = CASE WHEN jobs.state = 'running' AND $6 = 1 THEN 1 ELSE jobs.rerun END \
+             WHERE jobs.state IN ('failed', 'running')",
         )
         .bind(job.kind_and_id().0.as_str())
         .bind(payload)
         .bind(job.dedupe_key())
         .bind(job.max_attempts())
         .bind(at)
+        .bind(i64::from(again_if_running))
         .execute(&self.db.pool)
         .await?;
         Ok(())
     }
 
-    /// Takes the next due job (or one whose lease ran out) for this worker.
+    /// Takes the next due job (or one whose lease ran out) for this worker. A job whose
+    /// lease ran out on its last attempt is `fail_abandoned`'s, even if the clock ticked
+    /// past its lease between the two calls.
     pub async fn claim(&self) -> Result<Option<Claimed>, sqlx::Error> {
         let lock = match self.db.backend {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -207,7 +226,8 @@ impl Queue {
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_until = $1, attempts = attempts + 1 \
              WHERE id = (SELECT id FROM jobs \
-                 WHERE (state = 'queued' AND run_after <= $2) OR (state = 'running' AND lease_until < $2) \
+                 WHERE (state = 'queued' AND run_after <= $2) \
+                    OR (state = 'running' AND lease_until < $2 AND attempts < max_attempts) \
                  ORDER BY run_after, id LIMIT 1 {lock}) \
              RETURNING id, payload, attempts, max_attempts"
         );
@@ -244,13 +264,31 @@ impl Queue {
         Ok(())
     }
 
-    /// A finished job leaves the table.
-    pub async fn complete(&self, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM jobs WHERE id = $1")
+    /// A finished job leaves the table, unless it was asked for again while it ran: then
+    /// it is queued once more. Returns true when it was.
+    pub async fn complete(&self, id: i64) -> Result<bool, sqlx::Error> {
+        // `rerun` only turns on while the job runs, so if this delete misses, it is set.
+        let deleted = sqlx::query("DELETE FROM jobs WHERE id = $1 AND rerun = 0")
             .bind(id)
             .execute(&self.db.pool)
             .await?;
-        Ok(())
+        if deleted.rows_affected() == 1 {
+            return Ok(false);
+        }
+        self.run_again(id).await
+    }
+
+    /// Queues a job that was asked for again while it ran, as a fresh job due now.
+    async fn run_again(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let queued = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, rerun = 0, run_after = $2, \
+               lease_until = 0, last_error = NULL WHERE id = $1 AND rerun = 1",
+        )
+        .bind(id)
+        .bind(now())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(queued.rows_affected() == 1)
     }
 
     /// Schedules another attempt with exponential backoff and jitter, or fails the job.
@@ -267,9 +305,10 @@ impl Queue {
         let capped = base.min(Duration::from_secs(3600));
         let jitter: f64 = rand::rng().random_range(0.5..1.0);
         let delay_ms = (capped.as_millis() as f64 * jitter) as i64;
+        // The next attempt also does what was asked for meanwhile.
         sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_after = $2, lease_until = 0, last_error = $3 \
-             WHERE id = $1",
+            "UPDATE jobs SET state = 'queued', run_after = $2, lease_until = 0, last_error = $3, \
+               rerun = 0 WHERE id = $1",
         )
         .bind(claimed.id)
         // run_after has a resolution of seconds: round up so the delay is never skipped.
@@ -285,14 +324,19 @@ impl Queue {
         self.fail(claimed.id, error).await
     }
 
+    /// Fails a job, or queues it afresh when it was asked for again while it ran.
     async fn fail(&self, id: i64, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE jobs SET state = 'failed', lease_until = 0, last_error = $2 WHERE id = $1",
+        let failed = sqlx::query(
+            "UPDATE jobs SET state = 'failed', lease_until = 0, last_error = $2 \
+             WHERE id = $1 AND rerun = 0",
         )
         .bind(id)
         .bind(error)
         .execute(&self.db.pool)
         .await?;
+        if failed.rows_affected() == 0 {
+            self.run_again(id).await?;
+        }
         Ok(())
     }
 }

@@ -3,11 +3,11 @@
 //! Floors, from the ground up (a module imports only from floors below its own; the README's
 //! "Map of the code" says what each owns):
 //! 0. `index`, `ids`, `db`, `git`, `telemetry`, `view` (the ground: no imports of ours)
-//! 1. `config`, `layout`, `error`, `gate`
+//! 1. `config`, `layout`, `error`, `gate`, `recent`
 //! 2. `auth`, `jobs`, `shards`, then `bitbucket`
 //! 3. `state`
 //! 4. `identity`, `visible`, `purge`, `sync`
-//! 5. `workspaces`, `mcp_auth`, then `repositories`, `search`, `account`, `signin`, `pages`
+//! 5. `workspaces`, `mcp_auth`, then `repositories`, `search`, `account`, `signin`, `pages`, `freshness`
 //! 6. `mcp`, `worker`, then `app` (the router: nothing imports it)
 
 pub mod account;
@@ -17,6 +17,7 @@ pub mod bitbucket;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod freshness;
 pub mod gate;
 pub mod git;
 pub mod identity;
@@ -28,6 +29,7 @@ pub mod mcp;
 pub mod mcp_auth;
 pub mod pages;
 pub mod purge;
+pub mod recent;
 pub mod repositories;
 pub mod search;
 pub mod shards;

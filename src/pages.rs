@@ -20,11 +20,15 @@ struct HomePage {
     configured: bool,
     callback_url: String,
     public_url: String,
+    /// Where sign-in leads: the page opened while signed out, if any.
+    sign_in_href: String,
+    continues: bool,
 }
 
 #[derive(serde::Deserialize)]
 pub struct HomeQuery {
     disconnected: Option<String>,
+    next: Option<String>,
 }
 
 /// `GET /`: sign-in for visitors, set-up steps when no OAuth consumer is configured.
@@ -36,8 +40,21 @@ pub async fn home(
     if identity::signed_in(&state, &session).await?.is_some() {
         return Ok(Redirect::to("/workspaces").into_response());
     }
+    // `/auth/login` checks `next` in full; only local paths are passed on at all.
+    let next = query
+        .next
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"));
+    let sign_in_href = match &next {
+        Some(n) => format!(
+            "/auth/login?next={}",
+            url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()
+        ),
+        None => "/auth/login".to_owned(),
+    };
     Ok(HomePage {
         user: None,
+        sign_in_href,
+        continues: next.is_some(),
         disconnected: query.disconnected.is_some(),
         configured: state.oauth.is_some(),
         callback_url: state.config.callback_url(),
@@ -81,15 +98,19 @@ pub async fn search_help(user: CurrentUser) -> SearchHelpPage {
     }
 }
 
-/// `GET /static/vendor/highlight.min.js` (highlight.js 11.12, BSD-3-Clause, vendored) and
-/// `GET /static/blob.js`, which applies it to the file view.
+/// `GET /static/vendor/highlight.min.js` (highlight.js 11.12, BSD-3-Clause, vendored).
 pub async fn highlight_js() -> impl IntoResponse {
     javascript(include_str!("../static/vendor/highlight.min.js"))
 }
 
-/// `GET /static/blob.js`.
-pub async fn blob_js() -> impl IntoResponse {
-    javascript(include_str!("../static/blob.js"))
+/// `GET /static/code.js`: syntax colouring of the file view and of result snippets.
+pub async fn code_js() -> impl IntoResponse {
+    javascript(include_str!("../static/code.js"))
+}
+
+/// `GET /static/site.js`: keyboard shortcuts and copy buttons on every page.
+pub async fn site_js() -> impl IntoResponse {
+    javascript(include_str!("../static/site.js"))
 }
 
 fn javascript(body: &'static str) -> impl IntoResponse {

@@ -18,6 +18,8 @@ pub struct ShardCache {
     capacity: usize,
     layout: Layout,
     inner: Mutex<Inner>,
+    /// Bumped whenever a shard is replaced or retired: answers computed before are stale.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -46,6 +48,7 @@ impl ShardCache {
             capacity: capacity.max(1),
             layout,
             inner: Mutex::new(Inner::default()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -92,6 +95,7 @@ impl ShardCache {
     /// Drops a repository's cached reader: a new shard was installed in its place (which
     /// also ends a retirement: the id is in use again).
     pub fn forget(&self, repo_id: RepoId) {
+        self.bump();
         let mut inner = self.lock();
         inner.open.remove(&repo_id);
         inner.retired.remove(&repo_id);
@@ -101,6 +105,7 @@ impl ShardCache {
     /// waits (up to `patience`) until searches still holding one have let go, so no deleted
     /// file stays open. Returns false if one was still held when patience ran out.
     pub async fn retire(&self, repo_id: RepoId, patience: Duration) -> bool {
+        self.bump();
         {
             let mut inner = self.lock();
             inner.retired.insert(repo_id);
@@ -126,6 +131,17 @@ impl ShardCache {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Changes whenever any shard changes; an answer computed at one generation is valid
+    /// while it lasts.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -6,10 +6,11 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
 use crate::{
-    auth::{crypto::constant_time_eq, oauth, session_store::USER_ID_KEY},
+    auth::{oauth, session_store::USER_ID_KEY},
     db::now,
     error::AppError,
     identity::session_error as internal,
@@ -95,7 +96,7 @@ async fn finish_sign_in(
     let pending: Option<PendingSignIn> = session.remove(PENDING_KEY).await.map_err(internal)?;
     let state_matches = matches!(
         (&pending, &query.state),
-        (Some(p), Some(s)) if constant_time_eq(p.state.as_bytes(), s.as_bytes())
+        (Some(p), Some(s)) if bool::from(p.state.as_bytes().ct_eq(s.as_bytes()))
     );
     if !state_matches {
         return Err(sign_in_error(
@@ -148,11 +149,21 @@ async fn finish_sign_in(
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "reading /2.0/user failed");
-            sign_in_error(
-                502,
-                "Bitbucket could not be reached",
-                "Signed in on Bitbucket, but reading your profile failed. Nothing was saved; try again in a moment.",
-            )
+            match e {
+                // Not a passing fault: the address is wrong, and trying again will not help.
+                crate::bitbucket::BbError::Status(axum::http::StatusCode::NOT_FOUND) => {
+                    sign_in_error(
+                        502,
+                        "Bitbucket's API address looks wrong",
+                        &wrong_api_url(&state.config.api_url),
+                    )
+                }
+                _ => sign_in_error(
+                    502,
+                    "Bitbucket could not be reached",
+                    "Signed in on Bitbucket, but reading your profile failed. Nothing was saved; try again in a moment.",
+                ),
+            }
         })?;
 
     let mut tx = state.db.pool.begin().await?;
@@ -235,6 +246,30 @@ fn safe_next(next: Option<&str>) -> String {
             n.to_owned()
         }
         _ => DEFAULT_NEXT.to_owned(),
+    }
+}
+
+/// What a person (often the operator) needs when the API answered 404 for the profile.
+fn wrong_api_url(api_url: &url::Url) -> String {
+    format!(
+        "Signed in on Bitbucket, but Bitbucket's API at {api_url} answered 404 Not Found for \
+         /2.0/user, so codelayer could not read your profile. BITBUCKET_API_URL is probably \
+         wrong (for Bitbucket Cloud it is https://api.bitbucket.org). Nothing was saved."
+    )
+}
+
+/// At start-up: the usual ways of getting `BITBUCKET_API_URL` wrong, in the log before anyone
+/// signs in (no request: Bitbucket's budget is for people). Sign-in names a 404 as well.
+pub fn check_api_url(api_url: &url::Url) {
+    let mistake = if api_url.host_str() == Some("bitbucket.org") {
+        Some("the API lives at https://api.bitbucket.org, not https://bitbucket.org")
+    } else if api_url.path().contains("/2.0") {
+        Some("leave /2.0 out: codelayer adds it to every call")
+    } else {
+        None
+    };
+    if let Some(mistake) = mistake {
+        tracing::warn!(%api_url, "BITBUCKET_API_URL looks wrong: {mistake}; sign-in will fail until it is fixed");
     }
 }
 

@@ -9,9 +9,10 @@ use crate::{
     bitbucket::{Bitbucket, RetryPolicy},
     config::Config,
     db::Db,
-    gate::Gate,
+    gate::{Gate, Pool},
     jobs::{Doorbell, Job, Queue},
     layout::Layout,
+    recent::Recent,
     shards::ShardCache,
 };
 
@@ -30,8 +31,11 @@ pub struct AppState {
     pub queue: Queue,
     pub doorbell: Doorbell,
     pub shards: Arc<ShardCache>,
-    /// Admission for searches (fair between users).
+    /// Admission for searches (fair between users), and the threads they run on.
     pub search_gate: Arc<Gate>,
+    pub search_pool: Arc<Pool>,
+    /// Each user's most recent search answers, until a shard changes.
+    pub recent: Arc<Recent>,
 }
 
 /// Knobs tests turn; production uses the defaults.
@@ -90,6 +94,9 @@ impl AppState {
         let lease_secs =
             i64::try_from(config.job_lease.as_secs()).unwrap_or(crate::jobs::LEASE_SECS);
         let search_gate = Arc::new(Gate::new(config.search_concurrency, config.search_per_user));
+        let recent = Arc::new(Recent::new(config.search_cache_per_user));
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let search_pool = Arc::new(Pool::new(cores));
         Ok(AppState {
             config: Arc::new(config),
             sessions: DbSessionStore::new(db.clone()),
@@ -101,6 +108,8 @@ impl AppState {
             doorbell: Doorbell::default(),
             shards: Arc::new(ShardCache::new(layout.clone(), 1024)),
             search_gate,
+            search_pool,
+            recent,
             layout,
             db,
             oauth,
@@ -113,6 +122,13 @@ impl AppState {
     /// Queues a job and wakes an idle worker.
     pub async fn enqueue(&self, job: &Job) -> Result<(), sqlx::Error> {
         self.queue.enqueue(job).await?;
+        self.doorbell.notify_one();
+        Ok(())
+    }
+
+    /// Like `enqueue`, but a running job is not asked to run once more (see `Queue::ensure`).
+    pub async fn ensure_queued(&self, job: &Job) -> Result<(), sqlx::Error> {
+        self.queue.ensure(job).await?;
         self.doorbell.notify_one();
         Ok(())
     }

@@ -51,6 +51,33 @@ pub fn format_time(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A stored timestamp to the second, for freshness: "2026-11-25 10:53:20 UTC" (empty for 0).
+pub fn format_clock(unix: i64) -> String {
+    if unix <= 0 {
+        return String::new();
+    }
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// A stored timestamp for programs (RFC 3339, "2026-11-25T10:53:20Z"); `None` stays null.
+pub fn serialize_rfc3339<S: serde::Serializer>(
+    unix: &Option<i64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let text = unix
+        .and_then(|u| time::OffsetDateTime::from_unix_timestamp(u).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    serde::Serialize::serialize(&text, serializer)
+}
+
 /// Byte counts for people: "532 B", "14.2 KB", "3.1 MB".
 pub fn human_bytes(bytes: i64) -> String {
     const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
@@ -85,5 +112,6 @@ mod tests {
     fn times_are_utc_minutes() {
         assert_eq!(format_time(0), "");
         assert_eq!(format_time(1_764_068_000), "2025-11-25 10:53 UTC");
+        assert_eq!(format_clock(1_764_068_000), "2025-11-25 10:53:20 UTC");
     }
 }

@@ -19,16 +19,28 @@ pub struct Searchable {
     /// When the indexed commit's shard was built (unix seconds).
     pub indexed_at: Option<i64>,
     pub html_url: String,
+    /// Bitbucket's main branch head when last checked, and when that was.
+    pub head_commit: Option<String>,
+    pub checked_at: Option<i64>,
 }
 
 impl Searchable {
+    /// True when Bitbucket's main branch has moved past the indexed commit (an update is on
+    /// its way): answers from this repository may be out of date.
+    pub fn bitbucket_ahead(&self) -> bool {
+        self.head_commit
+            .as_deref()
+            .is_some_and(|head| head != self.indexed_commit)
+    }
+
     /// `<workspace>/<slug>`, how results and MCP name a repository.
     pub fn name(&self) -> String {
         format!("{}/{}", self.workspace, self.slug)
     }
 }
 
-const READABLE: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.full_name, r.indexed_commit, r.indexed_at, r.html_url \
+const READABLE: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.full_name, r.indexed_commit, r.indexed_at, r.html_url, \
+       r.head_commit, r.checked_at \
      FROM repositories r \
      JOIN workspaces w ON w.id = r.workspace_id AND w.user_id = $1 \
      JOIN bitbucket_connections c ON c.user_id = $1 AND c.status = 'ok' \

@@ -81,7 +81,20 @@ async fn run_one(state: &AppState, claimed: Claimed, worker: usize) {
     };
     renew.abort();
     let recorded = match outcome {
-        Ok(()) => state.queue.complete(claimed.id).await,
+        Ok(()) => match state.queue.complete(claimed.id).await {
+            Ok(again) => {
+                if again {
+                    // Asked for again while it ran: an idle worker takes it now.
+                    tracing::info!(
+                        job = claimed.id,
+                        "job runs once more (asked for while running)"
+                    );
+                    state.doorbell.notify_one();
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
         Err(JobError::Retry(reason)) => {
             tracing::info!(job = claimed.id, %reason, "job will be retried");
             match state.queue.retry_or_fail(&claimed, &reason).await {

@@ -1,7 +1,9 @@
 // Live updates on /repositories, without reloading the page (ticked boxes stay ticked):
-// - while a build runs, the state cells follow the JSON API;
+// - while a build runs, the state cells, their progress bars and the overall bar follow the
+//   JSON API; when the last build ends the banner says "Ready — search now";
 // - when a build ends, or a workspace's repository list has loaded, the affected rows or
-//   sections are swapped for fresh ones from the server-rendered page.
+//   sections are swapped for fresh ones from the server-rendered page;
+// - a filter box and "Select all shown" for long lists.
 (function () {
   "use strict";
   var busy = ["queued", "cloning", "indexing"];
@@ -37,6 +39,51 @@
       now.replaceWith(document.importNode(next, true));
     });
   }
+  // Every repository seen building since the page loaded: the overall bar covers them all.
+  var batch = {};
+  var overall = document.getElementById("overall");
+  function showOverall(repos) {
+    if (!overall) return;
+    var ids = Object.keys(batch);
+    if (!ids.length) return;
+    var done = 0, sum = 0, failed = 0;
+    repos.forEach(function (r) {
+      if (!batch[r.id]) return;
+      if (isBusy(r.state)) { sum += r.progress_percent || 0; return; }
+      done += 1; sum += 100;
+      if (r.state === "failed") failed += 1;
+    });
+    var percent = Math.round(sum / ids.length);
+    var text = overall.querySelector(".overall-text");
+    var hint = overall.querySelector(".overall-hint");
+    var bar = overall.querySelector("progress");
+    overall.hidden = false;
+    bar.value = percent;
+    bar.textContent = percent + "%";
+    if (done < ids.length) {
+      text.textContent = "Building " + ids.length + (ids.length === 1 ? " repository" : " repositories") +
+        " — " + done + " done, " + percent + "%";
+      hint.textContent = "This page follows the work by itself.";
+      return;
+    }
+    bar.hidden = true;
+    hint.textContent = "";
+    if (failed === ids.length) {
+      overall.classList.add("failed");
+      text.textContent = (failed === 1 ? "The build failed" : "The builds failed") + " — the reason is below, with Retry.";
+    } else {
+      overall.classList.add("done");
+      text.textContent = failed ? (ids.length - failed) + " ready, " + failed + " failed (see below) — search now" : "Ready — search now";
+      var search = document.createElement("a");
+      search.className = "button primary";
+      search.href = "/search";
+      search.textContent = "Search";
+      hint.appendChild(search);
+    }
+    // The "Building the knowledge layer for …" flash is over now.
+    var flash = document.querySelector("p.flash");
+    if (flash) flash.hidden = true;
+  }
   var polling = false;
   function pollStates() {
     polling = anyBusy();
@@ -49,11 +96,19 @@
           var row = document.getElementById("repo-" + r.id);
           var cell = row && row.querySelector("[data-state]");
           if (!cell) return;
+          if (isBusy(r.state)) batch[r.id] = true;
           if (isBusy(cell.dataset.state) && !isBusy(r.state)) finished.push(row.id);
           cell.dataset.state = r.state;
           cell.className = "state state-" + r.state;
-          if (isBusy(r.state)) cell.textContent = describe(r);
+          if (isBusy(r.state)) {
+            cell.textContent = describe(r);
+            var bar = row.querySelector("progress.row-bar");
+            // Nothing known yet: an indeterminate bar rather than a stuck 0%.
+            if (bar && r.progress_percent == null) bar.removeAttribute("value");
+            else if (bar) { bar.value = r.progress_percent; bar.textContent = r.progress_percent + "%"; }
+          }
         });
+        showOverall(repos);
         // A build ended: its row gets its result and buttons from the server.
         if (finished.length) return fetchPage().then(function (fresh) { replace(fresh, finished); });
       })
@@ -75,6 +130,35 @@
       .then(function () { window.setTimeout(pollLoading, 2000); })
       .catch(function () { window.setTimeout(pollLoading, 5000); });
   }
+  document.querySelectorAll("[data-state]").forEach(function (c) {
+    var row = c.closest("tr");
+    if (row && isBusy(c.dataset.state)) batch[row.dataset.repo] = true;
+  });
+
+  // Filter and select-all: only with JavaScript, so they are hidden without it.
+  var tools = document.querySelector("#build .tools");
+  var filter = document.getElementById("repo-filter");
+  var all = document.getElementById("select-all");
+  function rows() { return Array.prototype.slice.call(document.querySelectorAll("tr[data-repo]")); }
+  if (tools && filter && all) {
+    tools.hidden = false;
+    filter.addEventListener("input", function () {
+      var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+      rows().forEach(function (row) {
+        var text = row.cells[0].textContent.toLowerCase();
+        row.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+      });
+      all.checked = false;
+    });
+    all.addEventListener("change", function () {
+      rows().forEach(function (row) {
+        if (row.hidden) return;
+        var box = row.querySelector("input[type=checkbox]");
+        if (box) box.checked = all.checked;
+      });
+    });
+  }
+
   window.setTimeout(pollStates, 1000);
   window.setTimeout(pollLoading, 1500);
 })();

@@ -13,8 +13,13 @@ use tantivy::{IndexBuilder, SingleSegmentIndexWriter, TantivyDocument};
 
 use super::content::{BuildDirectory, ContentWriter, encode, sync_dir};
 use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR};
+use super::symbols::{
+    Budgets, Extractor, FinishOnDrop, Outcome, RawSymbol, SYMBOLS_FILE, SymbolWriter,
+};
 use super::tokens::TrigramSet;
-use super::{BuildStats, IndexError, Limits, MAX_PATH_BYTES, language_of};
+use super::{
+    BuildStats, IndexError, Limits, MAX_PATH_BYTES, SHARD_VERSION, VERSION_FILE, language_of,
+};
 
 /// Threads reading and preparing blobs while the calling thread indexes.
 const WORKERS: usize = 2;
@@ -42,6 +47,9 @@ enum Prepared {
         trigrams: Vec<u32>,
         text: String,
         symlink: bool,
+        symbols: Vec<RawSymbol>,
+        /// None for a language without a grammar.
+        outcome: Option<Outcome>,
     },
     Binary,
     Large,
@@ -80,14 +88,19 @@ pub fn build_shard(
         .tokenizers(schema::tokenizers())
         .single_segment_index_writer(BuildDirectory::open(&index_dir)?, budget)?;
     let mut content = ContentWriter::create(&out_dir.join(CONTENT_FILE))?;
+    let mut symbol_file = SymbolWriter::create(&out_dir.join(SYMBOLS_FILE))?;
+    let budgets = Budgets::new(WORKERS);
 
     let total = entries.len() as u64;
     progress(0, total);
     let next = AtomicUsize::new(0);
     let bytes_read = AtomicU64::new(0);
     std::thread::scope(|scope| {
+        // Ends the watchdog however this closure is left (an error returns early).
+        let _finish = FinishOnDrop(&budgets);
+        scope.spawn(|| budgets.watch());
         let (tx, rx) = mpsc::sync_channel(4 * WORKERS);
-        for _ in 0..WORKERS {
+        for slot in 0..WORKERS {
             let tx = tx.clone();
             let reader = Reader {
                 git_dir,
@@ -95,6 +108,8 @@ pub fn build_shard(
                 next: &next,
                 bytes_read: &bytes_read,
                 limits,
+                budgets: &budgets,
+                slot,
             };
             scope.spawn(move || reader.run(tx));
         }
@@ -113,8 +128,21 @@ pub fn build_shard(
                     trigrams,
                     text,
                     symlink,
+                    symbols,
+                    outcome,
                 } => {
                     let offset = content.append(&stored)?;
+                    symbol_file.append(&path, &symbols)?;
+                    stats.symbols += symbols.len() as u64;
+                    if outcome.is_some() && symbols.is_empty() {
+                        stats.files_without_symbols += 1;
+                    }
+                    match outcome {
+                        Some(Outcome::TooLarge) => stats.symbols_skipped_large += 1,
+                        Some(Outcome::TooSlow) => stats.symbols_timed_out += 1,
+                        Some(Outcome::Capped) => stats.symbols_capped += 1,
+                        Some(Outcome::Done) | None => {}
+                    }
                     let mut doc = TantivyDocument::new();
                     doc.add_text(fields.path, &path);
                     doc.add_text(fields.lang, lang);
@@ -139,6 +167,8 @@ pub fn build_shard(
         }
         Ok::<(), IndexError>(())
     })?;
+    symbol_file.finish()?;
+    std::fs::write(out_dir.join(VERSION_FILE), format!("{SHARD_VERSION}\n"))?;
     finalize(writer, content, out_dir)?;
     progress(total, total);
     stats.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -215,6 +245,8 @@ struct Reader<'a> {
     next: &'a AtomicUsize,
     bytes_read: &'a AtomicU64,
     limits: &'a Limits,
+    budgets: &'a Budgets,
+    slot: usize,
 }
 
 impl Reader<'_> {
@@ -234,12 +266,18 @@ impl Reader<'_> {
             }
         };
         let mut trigrams = TrigramSet::new();
+        let mut extractor = Extractor::new(
+            self.budgets,
+            self.slot,
+            self.limits.max_symbol_file_bytes,
+            self.limits.symbol_budget,
+        );
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(entry) = self.entries.get(i) else {
                 return;
             };
-            let prepared = self.prepare(&odb, entry, &mut trigrams);
+            let prepared = self.prepare(&odb, entry, &mut trigrams, &mut extractor);
             let failed = prepared.is_err();
             if tx.send(prepared).is_err() || failed {
                 return;
@@ -254,6 +292,7 @@ impl Reader<'_> {
         odb: &git2::Odb<'_>,
         entry: &Entry,
         trigrams: &mut TrigramSet,
+        extractor: &mut Extractor<'_>,
     ) -> Result<Prepared, IndexError> {
         let (size, _) = odb.read_header(entry.oid)?;
         let size = size as u64;
@@ -272,13 +311,17 @@ impl Reader<'_> {
         let raw = data.to_vec();
         drop(object);
         let text = String::from_utf8_lossy(&raw).into_owned();
+        let lang = if entry.symlink {
+            ""
+        } else {
+            language_of(&entry.path)
+        };
+        let (symbols, outcome) = extractor.extract(&entry.path, lang, &raw);
         Ok(Prepared::Doc {
             path: entry.path.clone(),
-            lang: if entry.symlink {
-                ""
-            } else {
-                language_of(&entry.path)
-            },
+            lang,
+            symbols,
+            outcome,
             size: raw.len() as u64,
             trigrams: trigrams.distinct(&raw),
             stored: encode(raw),

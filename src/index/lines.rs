@@ -50,32 +50,50 @@ fn line_at<'a>(content: &'a [u8], starts: &[usize], i: usize) -> &'a [u8] {
 
 /// Builds the returned lines from matches given as (line index, start, end) with offsets
 /// relative to the line start; returns at most `max_lines` lines and the count of all
-/// matching lines.
+/// matching lines. Lines in `definitions` (line indices, best first) are marked, and the
+/// best of them are chosen before other lines, so a definition far down a file is not
+/// crowded out by its uses.
 pub(crate) fn line_matches(
     content: &[u8],
     starts: &[usize],
     mut hits: Vec<(usize, usize, usize)>,
     max_lines: usize,
+    definitions: &[usize],
 ) -> (Vec<LineMatch>, usize) {
     hits.sort_unstable();
-    let mut out = Vec::new();
-    let mut count = 0;
-    let mut i = 0;
-    while i < hits.len() {
-        let line = hits[i].0;
-        let mut ranges: Vec<(usize, usize)> = Vec::new();
-        while i < hits.len() && hits[i].0 == line {
-            let (_, s, e) = hits[i];
-            match ranges.last_mut() {
+    // (line, merged ranges) of every matching line; only the chosen ones are cut out.
+    let mut grouped: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+    for (line, s, e) in hits {
+        match grouped.last_mut() {
+            Some((l, ranges)) if *l == line => match ranges.last_mut() {
                 Some(last) if s <= last.1 => last.1 = last.1.max(e),
                 _ => ranges.push((s, e)),
+            },
+            _ => grouped.push((line, vec![(s, e)])),
+        }
+    }
+    let count = grouped.len();
+    let matching = |line: &usize| grouped.binary_search_by_key(line, |g| g.0).is_ok();
+    // The best definitions that match get places first; the rest go in file order.
+    let mut chosen: Vec<usize> = definitions
+        .iter()
+        .copied()
+        .filter(matching)
+        .take(max_lines)
+        .collect();
+    chosen.sort_unstable();
+    let mut all_defs = definitions.to_vec();
+    all_defs.sort_unstable();
+    let mut others = max_lines - chosen.len();
+    let mut out = Vec::new();
+    for (line, ranges) in grouped {
+        if chosen.binary_search(&line).is_err() {
+            if others == 0 {
+                continue;
             }
-            i += 1;
+            others -= 1;
         }
-        count += 1;
-        if out.len() >= max_lines {
-            continue;
-        }
+        let definition = all_defs.binary_search(&line).is_ok();
         let bytes = line_at(content, starts, line);
         let (text, ranges) = cut_around_match(bytes, &ranges);
         out.push(LineMatch {
@@ -87,6 +105,7 @@ pub(crate) fn line_matches(
                 .map(|b| context_line(line_at(content, starts, b))),
             after: (line + 1 < starts.len())
                 .then(|| context_line(line_at(content, starts, line + 1))),
+            definition,
         });
     }
     (out, count)
@@ -334,7 +353,7 @@ mod tests {
         let content = b"one\r\ntwo foo\r\nthree foo foo\r\n";
         let starts = line_starts(content);
         let hits = vec![(1, 4, 7), (2, 6, 9), (2, 10, 13)];
-        let (lines, count) = line_matches(content, &starts, hits, 1);
+        let (lines, count) = line_matches(content, &starts, hits, 1, &[]);
         assert_eq!(count, 2);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].line, 2);
@@ -342,5 +361,12 @@ mod tests {
         assert_eq!(lines[0].ranges, [(4, 7)]);
         assert_eq!(lines[0].before.as_deref(), Some("one"));
         assert_eq!(lines[0].after.as_deref(), Some("three foo foo"));
+        assert!(!lines[0].definition);
+        // A definition line wins the one place, and is marked.
+        let hits = vec![(1, 4, 7), (2, 6, 9)];
+        let (lines, count) = line_matches(content, &starts, hits, 1, &[2]);
+        assert_eq!(count, 2);
+        assert_eq!(lines[0].line, 3);
+        assert!(lines[0].definition);
     }
 }

@@ -17,6 +17,7 @@ mod prepare;
 mod schema;
 mod search;
 mod shard;
+mod symbols;
 mod tokens;
 mod trigram_query;
 mod trigram_tree;
@@ -30,6 +31,20 @@ pub use lines::ExcerptLine;
 pub use path_filter::PathMatcher;
 pub use prepare::PreparedQuery;
 pub use shard::Shard;
+pub use symbols::Kind as SymbolKind;
+
+/// The shard format's version, written to `VERSION` in every shard. A shard without it, or
+/// with another, is rebuilt by the next sync even when its commit has not moved.
+/// 2: symbols (`symbols.bin`).
+pub const SHARD_VERSION: u32 = 2;
+/// The file holding [`SHARD_VERSION`] inside a shard.
+pub(crate) const VERSION_FILE: &str = "VERSION";
+
+/// Whether the shard in `dir` was written by this version of the format.
+pub fn shard_is_current(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join(VERSION_FILE))
+        .is_ok_and(|v| v.trim() == SHARD_VERSION.to_string())
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +62,11 @@ pub struct Limits {
     pub max_tree_entries: u64,
     /// At most this many bytes of file content are read in one build; later files are skipped.
     pub max_total_bytes: u64,
+    /// Symbols are extracted only from files up to this many bytes (counted otherwise).
+    pub max_symbol_file_bytes: u64,
+    /// Time one file's symbol extraction (parse and tags query) may take before it is
+    /// abandoned; the file is indexed without symbols and counted.
+    pub symbol_budget: std::time::Duration,
 }
 
 /// Paths longer than this are skipped (git allows any length; the walk holds every path).
@@ -60,6 +80,8 @@ impl Default for Limits {
             max_tree_depth: 64,
             max_tree_entries: 1_000_000,
             max_total_bytes: 2 << 30,
+            max_symbol_file_bytes: 512 << 10,
+            symbol_budget: std::time::Duration::from_millis(250),
         }
     }
 }
@@ -90,6 +112,18 @@ pub struct BuildStats {
     pub symlinks: u64,
     /// Submodules (commits inside the tree), skipped.
     pub submodules: u64,
+    /// Definitions stored for symbol search.
+    pub symbols: u64,
+    /// Files in a language with a grammar (Rust, Python, Go, JavaScript, TypeScript, Java,
+    /// C, C++) indexed without any symbol, whatever the reason (the next three, or none
+    /// defined).
+    pub files_without_symbols: u64,
+    /// Of those: larger than `Limits::max_symbol_file_bytes`.
+    pub symbols_skipped_large: u64,
+    /// Of those: extraction ran past `Limits::symbol_budget`.
+    pub symbols_timed_out: u64,
+    /// Files with more definitions than we keep per file (the first ones are kept).
+    pub symbols_capped: u64,
     /// Wall time of the build in milliseconds.
     pub duration_ms: u64,
 }
@@ -129,10 +163,16 @@ pub struct ShardQuery {
     pub languages: Vec<String>,
     /// The file's language must be none of these.
     pub exclude_languages: Vec<String>,
-    /// Matching lines returned per file; further ones are only counted.
+    /// Matching lines returned per file; further ones are only counted. 0: no lines at all
+    /// (ranking only; [`Shard::lines`] gives a file's lines later).
     pub max_matches_per_file: usize,
     /// Files returned after ranking; 0 returns them all.
     pub max_files: usize,
+    /// The file must define a symbol whose name matches each of these (`sym:`); a literal
+    /// pattern matches part of the name.
+    pub symbols: Vec<Pattern>,
+    /// The file must define no symbol matching any of these (`-sym:`).
+    pub symbols_not: Vec<Pattern>,
 }
 
 /// A pattern to find in file content (and, for ranking, in the path).
@@ -169,6 +209,12 @@ pub struct ShardResult {
     /// True when the search was stopped (deadline, client gone) before it looked at every
     /// candidate: what it found so far is returned.
     pub partial: bool,
+    /// How many of the `total_files` matching files each language has ("" for none), so
+    /// facets add up to the total rather than to the files returned.
+    pub languages: Vec<(String, usize)>,
+    /// True when it stopped because enough files had matched (across the shards of one
+    /// search): `total_files` is then a lower bound.
+    pub early: bool,
 }
 
 /// When a search must stop early: at a deadline, or when the flag is raised (its client
@@ -177,6 +223,8 @@ pub struct ShardResult {
 pub struct Stop {
     deadline: Option<std::time::Instant>,
     cancelled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Files matched so far by every shard of the search, and how many are enough.
+    enough: Option<(std::sync::Arc<std::sync::atomic::AtomicUsize>, usize)>,
 }
 
 impl Stop {
@@ -188,12 +236,39 @@ impl Stop {
         Stop {
             deadline: Some(deadline),
             cancelled: Some(cancelled),
+            enough: None,
         }
     }
 
     /// Never stops early.
     pub fn never() -> Stop {
         Stop::default()
+    }
+
+    /// Also stops once `files` files have matched in all the shards sharing this `Stop`
+    /// (they examine their best-ranked files first, so the first page is among those).
+    pub fn after_matches(mut self, files: usize) -> Stop {
+        self.enough = Some((std::sync::Arc::default(), files.max(1)));
+        self
+    }
+
+    /// Counts one matching file; true when enough have matched.
+    pub(crate) fn found_enough(&self) -> bool {
+        self.enough.as_ref().is_some_and(|(n, target)| {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= *target
+        })
+    }
+
+    /// Whether enough files have matched already.
+    pub(crate) fn has_enough(&self) -> bool {
+        self.enough
+            .as_ref()
+            .is_some_and(|(n, target)| n.load(std::sync::atomic::Ordering::Relaxed) >= *target)
+    }
+
+    /// Whether this search stops after enough matches (a count is then a lower bound).
+    pub fn counts_early(&self) -> bool {
+        self.enough.is_some()
     }
 
     /// Whether the search should stop now.
@@ -210,6 +285,8 @@ impl Stop {
 /// One matching file.
 #[derive(Clone, Debug)]
 pub struct FileMatch {
+    /// The file within its shard, for [`Shard::lines`] (valid for the shard that found it).
+    pub doc: u32,
     /// Path in the repository.
     pub path: String,
     /// Lower-case language name, "" when unknown.
@@ -235,4 +312,41 @@ pub struct LineMatch {
     pub before: Option<String>,
     /// The line after, if any.
     pub after: Option<String>,
+    /// The line defines a symbol the query names (a word of it, or a `sym:` pattern).
+    pub definition: bool,
+}
+
+/// A definition in a file of a shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Symbol {
+    /// Path of the file.
+    pub path: String,
+    /// Lower-case language of the file.
+    pub language: String,
+    pub name: String,
+    /// "function", "method", "class", "struct", "enum", "interface", "trait", "type",
+    /// "module", "macro", "constant", "union" or "other".
+    pub kind: &'static str,
+    /// 1-based line of the name.
+    pub line: u32,
+    /// 1-based first and last line of the definition.
+    pub start_line: u32,
+    pub end_line: u32,
+    /// Name of the enclosing definition, if any.
+    pub container: Option<String>,
+    /// Nesting depth in the file's outline (0 at top level).
+    pub depth: u32,
+}
+
+/// A symbol search over one shard ([`Shard::find_symbols`]).
+#[derive(Clone, Debug)]
+pub struct SymbolQuery {
+    /// The name pattern; a literal one matches part of the name.
+    pub pattern: Pattern,
+    /// Only this kind, if given.
+    pub kind: Option<SymbolKind>,
+    /// Only files passing these (as for a search).
+    pub languages: Vec<String>,
+    /// Definitions returned at most (the best ones).
+    pub limit: usize,
 }

@@ -103,8 +103,43 @@ impl Must {
     }
 }
 
+/// A `sym:` pattern, matched against symbol names.
+pub(super) struct SymMatcher {
+    pub(super) regex: regex::Regex,
+    /// For `sym:name`: the name, so an exact match can rank first.
+    pub(super) literal: Option<String>,
+    pub(super) case_sensitive: bool,
+}
+
+impl SymMatcher {
+    pub(super) fn new(p: &Pattern) -> Result<SymMatcher, IndexError> {
+        let regex = regex::RegexBuilder::new(&p.regex)
+            .case_insensitive(!p.case_sensitive)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| IndexError::BadPattern(e.to_string()))?;
+        Ok(SymMatcher {
+            regex,
+            literal: p.literal.then(|| unescape(&p.regex)),
+            case_sensitive: p.case_sensitive,
+        })
+    }
+
+    /// Whether `name` is exactly the literal asked for (by the query's case rule).
+    pub(super) fn exact(&self, name: &str) -> bool {
+        self.literal.as_deref().is_some_and(|l| {
+            if self.case_sensitive {
+                l == name
+            } else {
+                l.eq_ignore_ascii_case(name)
+            }
+        })
+    }
+}
+
 /// The text of a `regex::escape`d literal.
-fn unescape(regex: &str) -> String {
+pub(super) fn unescape(regex: &str) -> String {
     let mut out = String::with_capacity(regex.len());
     let mut chars = regex.chars();
     while let Some(c) = chars.next() {
@@ -132,6 +167,12 @@ pub struct PreparedQuery {
     pub(super) words: Vec<String>,
     pub(super) max_matches_per_file: usize,
     pub(super) max_files: usize,
+    /// `sym:` patterns: the file must define a match of each.
+    pub(super) symbols: Vec<SymMatcher>,
+    pub(super) symbols_not: Vec<SymMatcher>,
+    /// Literal words that are identifiers, with their case rule: a file defining one ranks
+    /// above files that only use it.
+    pub(super) identifiers: Vec<(String, bool)>,
 }
 
 impl PreparedQuery {
@@ -152,6 +193,15 @@ impl PreparedQuery {
             .collect::<Result<Vec<_>, _>>()?;
         let include = query.path_include.iter().map(PathMatcher::new);
         let exclude = query.path_exclude.iter().map(PathMatcher::new);
+        let identifiers = query
+            .must
+            .iter()
+            .filter(|p| p.literal)
+            .map(|p| (unescape(&p.regex), p.case_sensitive))
+            .filter(|(w, _)| is_identifier(w))
+            .collect();
+        let symbols = query.symbols.iter().map(SymMatcher::new);
+        let symbols_not = query.symbols_not.iter().map(SymMatcher::new);
         let mut words: Vec<String> = must.iter().flat_map(|m| m.words.clone()).collect();
         words.sort_unstable();
         words.dedup();
@@ -166,6 +216,9 @@ impl PreparedQuery {
             words,
             max_matches_per_file: query.max_matches_per_file,
             max_files: query.max_files,
+            symbols: symbols.collect::<Result<Vec<_>, _>>()?,
+            symbols_not: symbols_not.collect::<Result<Vec<_>, _>>()?,
+            identifiers,
         })
     }
 
@@ -190,4 +243,12 @@ impl PreparedQuery {
             && self.include.iter().all(|m| m.matches(path))
             && !self.exclude.iter().any(|m| m.matches(path))
     }
+}
+
+/// Whether `word` could name a definition: letters, digits, `_` and `$`, not a digit first.
+fn is_identifier(word: &str) -> bool {
+    word.chars().next().is_some_and(|c| !c.is_ascii_digit())
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }

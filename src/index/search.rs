@@ -5,6 +5,7 @@ use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocSet, Term};
 
+use super::LineMatch;
 use super::lines::{line_matches, line_starts};
 use super::prepare::PreparedQuery;
 use super::shard::Shard;
@@ -24,6 +25,8 @@ struct Hit {
     path_match: bool,
     word_match: bool,
     score: f32,
+    /// Symbols of this file the query names (`sym:` matches and defined words).
+    defined: Vec<u32>,
 }
 
 impl Shard {
@@ -46,9 +49,36 @@ impl Shard {
         stop: &Stop,
     ) -> Result<ShardResult, IndexError> {
         let (must, must_not) = (&query.must, &query.must_not);
-        let mut partial = false;
-        let candidates: Box<dyn Iterator<Item = u32>> = match self.candidates(&query.q)? {
+        let (mut partial, mut early) = (false, false);
+        // `sym:` narrows the candidates to files defining a match, before any content is read.
+        let mut sym_docs = (!query.symbols.is_empty()).then(|| self.symbol_docs(&query.symbols));
+        let sym_excluded = self.symbol_excluded(&query.symbols_not);
+        let mut identifier_defs = self.identifier_defs(&query.identifiers);
+        let mut order = self.candidates(&query.q)?;
+        if let Some(defining) = &sym_docs {
+            order = Some(match order {
+                Some(docs) => docs
+                    .into_iter()
+                    .filter(|d| defining.contains_key(d))
+                    .collect(),
+                None => defining.keys().copied().collect(),
+            });
+        }
+        // A search that may stop early looks at the likely best files first: those that
+        // define a searched identifier, then by static rank.
+        let defines = |d: &u32| !identifier_defs.contains_key(d);
+        let candidates: Box<dyn Iterator<Item = u32> + '_> = match order {
+            Some(mut docs) if stop.counts_early() => {
+                docs.sort_unstable_by_key(|&d| (defines(&d), self.rank_of[d as usize]));
+                Box::new(docs.into_iter())
+            }
             Some(docs) => Box::new(docs.into_iter()),
+            None if stop.counts_early() && !identifier_defs.is_empty() => {
+                let mut docs = self.by_rank.clone();
+                docs.sort_by_key(defines);
+                Box::new(docs.into_iter())
+            }
+            None if stop.counts_early() => Box::new(self.by_rank.iter().copied()),
             None => Box::new(0..self.docs.len() as u32),
         };
         let (mut content, mut scratch) = (Vec::new(), Vec::new());
@@ -60,16 +90,26 @@ impl Shard {
                 partial = true;
                 break;
             }
+            if stop.has_enough() {
+                early = true;
+                break;
+            }
             let doc = &self.docs[d as usize];
             let path = doc.path.as_str();
-            if !query.accepts(path, self.lang(doc)) {
+            if !query.accepts(path, self.lang(doc)) || sym_excluded.contains(&d) {
                 continue;
             }
+            let mut defined = sym_docs
+                .as_mut()
+                .and_then(|m| m.remove(&d))
+                .unwrap_or_default();
+            defined.extend(identifier_defs.remove(&d).unwrap_or_default());
             let mut hit = Hit {
                 doc: d,
                 path_match: false,
                 word_match: false,
                 score: 0.0,
+                defined,
             };
             if !must.is_empty() || !must_not.is_empty() {
                 if scanned > MAX_SCAN_BYTES {
@@ -91,13 +131,35 @@ impl Shard {
                     .any(|m| m.whole_word.as_ref().is_some_and(|w| w.is_match(&content)));
             }
             hits.push(hit);
+            stop.found_enough();
         }
 
         let total_files = hits.len();
+        let mut languages = std::collections::BTreeMap::<&str, usize>::new();
+        for hit in &hits {
+            *languages
+                .entry(self.lang(&self.docs[hit.doc as usize]))
+                .or_default() += 1;
+        }
+        let languages = languages
+            .into_iter()
+            .map(|(l, n)| (l.to_owned(), n))
+            .collect();
         let bm25 = self.bm25(&hits, &query.words)?;
         for (hit, bm25) in hits.iter_mut().zip(bm25) {
             let path_len = self.docs[hit.doc as usize].path.len() as f32;
-            hit.score = if hit.path_match { PATH_BONUS } else { 0.0 }
+            let exact = |name: &str| {
+                query.symbols.iter().any(|m| m.exact(name))
+                    || query.identifiers.iter().any(|(w, cs)| {
+                        if *cs {
+                            w == name
+                        } else {
+                            w.eq_ignore_ascii_case(name)
+                        }
+                    })
+            };
+            hit.score = self.definition_bonus(&hit.defined, exact)
+                + if hit.path_match { PATH_BONUS } else { 0.0 }
                 + if hit.word_match { WORD_BONUS } else { 0.0 }
                 + bm25.min(MAX_BM25)
                 + 0.99 / (1.0 + path_len);
@@ -118,19 +180,21 @@ impl Shard {
             let doc = &self.docs[hit.doc as usize];
             let (mut matches, mut match_count) = (Vec::new(), 0);
             // Past the stop, the files found keep their place but not their lines.
-            let stopped = !must.is_empty() && stop.reached();
+            let wants_lines =
+                (!must.is_empty() || !query.symbols.is_empty()) && query.max_matches_per_file > 0;
+            let stopped = wants_lines && stop.reached();
             partial |= stopped;
-            if !must.is_empty() && !stopped {
-                self.content.read(doc.address, &mut content, &mut scratch)?;
-                let starts = line_starts(&content);
-                let mut found = Vec::new();
-                for m in must {
-                    m.matcher.hits(&content, &starts, &mut found);
-                }
-                (matches, match_count) =
-                    line_matches(&content, &starts, found, query.max_matches_per_file);
+            if wants_lines && !stopped {
+                (matches, match_count) = self.lines_of(
+                    hit.doc,
+                    query,
+                    query.max_matches_per_file,
+                    &mut content,
+                    &mut scratch,
+                )?;
             }
             files.push(FileMatch {
+                doc: hit.doc,
                 path: doc.path.clone(),
                 language: self.lang(doc).to_owned(),
                 score: hit.score,
@@ -143,7 +207,66 @@ impl Shard {
             total_files,
             truncated,
             partial,
+            languages,
+            early,
         })
+    }
+
+    /// The matching lines of one file a search of this shard found (`doc` from its
+    /// [`FileMatch`]): at most `max_lines`, and the count of all.
+    pub fn lines(
+        &self,
+        doc: u32,
+        query: &PreparedQuery,
+        max_lines: usize,
+    ) -> Result<(Vec<LineMatch>, usize), IndexError> {
+        if doc as usize >= self.docs.len() {
+            return Err(IndexError::Corrupt(format!("no document {doc}")));
+        }
+        self.lines_of(doc, query, max_lines, &mut Vec::new(), &mut Vec::new())
+    }
+
+    fn lines_of(
+        &self,
+        doc: u32,
+        query: &PreparedQuery,
+        max_lines: usize,
+        content: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(Vec<LineMatch>, usize), IndexError> {
+        self.content
+            .read(self.docs[doc as usize].address, content, scratch)?;
+        let starts = line_starts(content);
+        let mut found = Vec::new();
+        for m in &query.must {
+            m.matcher.hits(content, &starts, &mut found);
+        }
+        let defined = self.defined_in(doc, query);
+        let mut definitions = Vec::with_capacity(defined.len());
+        for &i in &defined {
+            let span = self.symbol_span(i);
+            definitions.push(span.0);
+            // A `sym:` match is itself a hit: its name is what the line shows.
+            if !query.symbols.is_empty() && span.0 < starts.len() {
+                found.push(span);
+            }
+        }
+        // Best first: top level before nested, then in file order.
+        definitions.sort_by_key(|&line| {
+            let top = defined
+                .iter()
+                .any(|&i| self.symbol_span(i).0 == line && self.symbols.top_level(i));
+            (!top, line)
+        });
+        let mut seen = std::collections::HashSet::new();
+        definitions.retain(|&line| seen.insert(line));
+        Ok(line_matches(
+            content,
+            &starts,
+            found,
+            max_lines,
+            &definitions,
+        ))
     }
 
     /// BM25 of `words` on the word field for each hit (hits ascending by document).

@@ -11,6 +11,7 @@ use super::IndexError;
 use super::content::ContentReader;
 use super::prepare::PreparedQuery;
 use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR, LANG, OFFSET, PATH, SIZE, STORED};
+use super::symbols::SymbolTable;
 use super::trigram_query::Q;
 
 /// An open shard (reader). Cheap to share across threads (Send + Sync).
@@ -27,6 +28,12 @@ pub struct Shard {
     pub(super) langs: Vec<String>,
     /// Global ordinals sorted by path.
     by_path: Vec<u32>,
+    /// The definitions of the files (empty for a shard built before symbols).
+    pub(super) symbols: SymbolTable,
+    /// Global ordinals in static rank order (likely best files first), and each
+    /// ordinal's position in it: a search that stops early has looked at the best.
+    pub(super) by_rank: Vec<u32>,
+    pub(super) rank_of: Vec<u32>,
 }
 
 /// What the shard knows about one file without reading it.
@@ -58,7 +65,20 @@ impl Shard {
         }
         let mut by_path: Vec<u32> = (0..docs.len() as u32).collect();
         by_path.sort_unstable_by(|&a, &b| docs[a as usize].path.cmp(&docs[b as usize].path));
+        let symbols = SymbolTable::load(dir, |path| {
+            by_path
+                .binary_search_by(|&d| docs[d as usize].path.as_str().cmp(path))
+                .ok()
+                .map(|i| by_path[i])
+        })?;
+        let mut by_rank = by_path.clone();
+        by_rank.sort_by_cached_key(|&d| static_rank(&docs[d as usize], &langs));
+        let mut rank_of = vec![0u32; docs.len()];
+        for (position, &d) in by_rank.iter().enumerate() {
+            rank_of[d as usize] = position as u32;
+        }
         Ok(Shard {
+            symbols,
             searcher,
             _reader: reader,
             fields,
@@ -67,19 +87,26 @@ impl Shard {
             bases,
             langs,
             by_path,
+            by_rank,
+            rank_of,
         })
+    }
+
+    /// The document ordinal of a path, if the file is in the shard.
+    pub(super) fn doc_of(&self, path: &str) -> Option<u32> {
+        self.by_path
+            .binary_search_by(|&d| self.docs[d as usize].path.as_str().cmp(path))
+            .ok()
+            .map(|i| self.by_path[i])
     }
 
     /// The whole content of one file at the indexed commit; None if not in the shard.
     pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, IndexError> {
-        let Ok(i) = self
-            .by_path
-            .binary_search_by(|&d| self.docs[d as usize].path.as_str().cmp(path))
-        else {
+        let Some(d) = self.doc_of(path) else {
             return Ok(None);
         };
         let mut out = Vec::new();
-        let doc = &self.docs[self.by_path[i] as usize];
+        let doc = &self.docs[d as usize];
         self.content.read(doc.address, &mut out, &mut Vec::new())?;
         Ok(Some(out))
     }
@@ -132,6 +159,34 @@ impl Shard {
             .candidates(&query.q)?
             .map_or(self.docs.len(), |c| c.len()))
     }
+}
+
+/// A file's rank before any query, lower first: source in a known language before tests
+/// and examples, before vendored or generated code, before files of no known language;
+/// then shallower and shorter paths, then smaller files.
+fn static_rank(doc: &DocMeta, langs: &[String]) -> (u8, usize, usize, u64) {
+    let path = doc.path.to_ascii_lowercase();
+    let known = langs
+        .get(usize::from(doc.lang))
+        .is_some_and(|l| !l.is_empty());
+    let has = |parts: &[&str]| parts.iter().any(|p| path.contains(p));
+    let class = if !known {
+        3
+    } else if has(&[
+        "vendor/",
+        "third_party/",
+        "third-party/",
+        "node_modules/",
+        "generated",
+        ".min.",
+    ]) {
+        2
+    } else if has(&["test", "example", "bench", "fixture", "mock"]) {
+        1
+    } else {
+        0
+    };
+    (class, path.matches('/').count(), path.len(), doc.address.2)
 }
 
 fn corrupt(what: &str) -> IndexError {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::{
     CodeTools, ToolResult,
     answer::{Answer, cut_line},
+    freshness_note,
 };
 use crate::{
     ids::CurrentUser,
@@ -164,6 +165,10 @@ impl CodeTools {
             repo.indexed_commit
                 .get(..12)
                 .unwrap_or(&repo.indexed_commit),
+        ));
+        answer.always(&freshness_note(
+            &repo.indexed_commit,
+            repo.bitbucket_ahead(),
         ));
         for (i, line) in lines.iter().enumerate().take(end).skip(start - 1) {
             let n = i + 1;

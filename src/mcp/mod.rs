@@ -6,11 +6,13 @@
 //! sign-in. Every tool sees exactly what the user's search page sees (ready repositories in
 //! Active workspaces), someone else's repository is "not found" like a missing one, and every
 //! answer stays under one ceiling (`CODELAYER_MCP_ANSWER_BYTES`), saying how to go on when
-//! it was cut (`answer`). The tools themselves live in `search` and `browse`.
+//! it was cut (`answer`). The tools themselves live in `search`, `browse` and `symbols`;
+//! answers name the indexed commit and whether Bitbucket is ahead of it (`freshness_note`).
 
 mod answer;
 mod browse;
 mod search;
+mod symbols;
 
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ use crate::{
 
 pub use browse::{ListArgs, ReadArgs};
 pub use search::SearchArgs;
+pub use symbols::{FindSymbolArgs, OutlineArgs};
 
 /// The token owner, put into the request by `authenticate`.
 #[derive(Clone, Debug)]
@@ -100,7 +103,7 @@ pub fn service(state: AppState) -> StreamableHttpService<CodeTools, NeverSession
     )
 }
 
-/// The four tools.
+/// The tools.
 #[derive(Clone)]
 pub struct CodeTools {
     state: AppState,
@@ -171,6 +174,28 @@ impl CodeTools {
     ) -> ToolResult {
         self.list(&user_of(&parts)?, args).await
     }
+
+    #[tool(
+        description = "Find where a symbol is defined (functions, methods, classes, structs, enums, interfaces, traits, types, modules, constants) in Rust, Python, Go, JavaScript, TypeScript, Java, C and C++ code of your indexed repositories. `name` matches part of the name (case-insensitive; exact names first, top-level before nested) or is a /regex/. Returns each definition's repository, path, 1-based line range, kind, enclosing symbol and its first lines, with a link, and the indexed commit."
+    )]
+    async fn find_symbol(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<FindSymbolArgs>,
+    ) -> ToolResult {
+        self.find_symbol_answer(&user_of(&parts)?, args).await
+    }
+
+    #[tool(
+        description = "The outline of one file of an indexed repository: its definitions (kind, name, 1-based line range), nested as in the code. Works for Rust, Python, Go, JavaScript, TypeScript, Java, C and C++."
+    )]
+    async fn file_outline(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<OutlineArgs>,
+    ) -> ToolResult {
+        self.outline_answer(&user_of(&parts)?, args).await
+    }
 }
 
 impl CodeTools {
@@ -225,7 +250,7 @@ impl CodeTools {
 #[tool_handler(
     router = self.tool_router,
     name = "codelayer",
-    instructions = "codelayer searches the code of the Bitbucket repositories you indexed. Start with search_code (its description states the query language exactly); read_file shows a file with line numbers; list_files and list_repositories show what is there. Every answer fits under a ceiling; when one is cut it says how to continue (a cursor, a start_line or an offset)."
+    instructions = "codelayer searches the code of the Bitbucket repositories you indexed. Start with search_code (its description states the query language exactly); find_symbol finds definitions and file_outline lists a file's; read_file shows a file with line numbers; list_files and list_repositories show what is there. Every answer fits under a ceiling; when one is cut it says how to continue (a cursor, a start_line or an offset)."
 )]
 impl ServerHandler for CodeTools {}
 
@@ -235,4 +260,17 @@ fn user_of(parts: &Parts) -> Result<CurrentUser, String> {
         .get::<McpUser>()
         .map(|u| u.0.clone())
         .ok_or_else(|| "not signed in".to_owned())
+}
+
+/// Which commit an answer comes from, and whether Bitbucket has moved past it, so an
+/// assistant can tell its user the code may have changed.
+fn freshness_note(commit: &str, ahead: bool) -> String {
+    let short = commit.get(..12).unwrap_or(commit);
+    if ahead {
+        format!(
+            "indexed commit {short}; Bitbucket's main branch has moved past it: the code may have changed (an update is on its way)\n"
+        )
+    } else {
+        format!("indexed commit {short}; up to date with Bitbucket's main branch\n")
+    }
 }

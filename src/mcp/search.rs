@@ -297,12 +297,17 @@ fn summary(
     for id in named {
         if let Some(r) = repos.get(&id) {
             out.push_str(&format!(
-                "{}: indexed commit {}{}\n",
+                "{}: indexed commit {}{}; {}\n",
                 r.name(),
                 r.indexed_commit,
                 r.indexed_at
                     .map(|t| format!(" at {}", format_time(t)))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if r.bitbucket_ahead() {
+                    "Bitbucket's main branch has moved past it: the code may have changed (an update is on its way)"
+                } else {
+                    "up to date with Bitbucket's main branch"
+                }
             ));
         }
     }

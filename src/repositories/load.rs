@@ -6,7 +6,7 @@ use crate::{
     bitbucket::{BbError, BbRepository, Caller},
     db::{flag, now},
     ids::{RepoId, UserId, WorkspaceId},
-    jobs::JobError,
+    jobs::{Job, JobError},
     purge,
     state::AppState,
     workspaces,
@@ -54,9 +54,17 @@ pub async fn run(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobE
         }
     };
     for repo in &listed {
-        upsert(state, user_id, workspace_id, repo)
+        let first_branch = upsert(state, user_id, workspace_id, repo)
             .await
             .map_err(db)?;
+        // The head checks watch the main branch; an empty repository has none until its
+        // first push, which only this list shows.
+        if let Some(repo_id) = first_branch {
+            state
+                .enqueue(&Job::SyncRepository { repo_id })
+                .await
+                .map_err(db)?;
+        }
     }
     let listed_uuids: HashSet<&str> = listed.iter().map(|r| r.uuid.as_str()).collect();
     let known: Vec<(RepoId, String)> =
@@ -89,12 +97,21 @@ pub async fn run(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobE
     Ok(())
 }
 
+/// Stores one listed repository; returns its id when it is selected and has just gained a
+/// main branch (an empty repository's first push).
 async fn upsert(
     state: &AppState,
     user_id: UserId,
     workspace_id: WorkspaceId,
     repo: &BbRepository,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<RepoId>, sqlx::Error> {
+    let before: Option<(RepoId, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, selected, main_branch FROM repositories WHERE workspace_id = $1 AND uuid = $2",
+    )
+    .bind(workspace_id)
+    .bind(&repo.uuid)
+    .fetch_optional(&state.db.pool)
+    .await?;
     sqlx::query(
         "INSERT INTO repositories (user_id, workspace_id, uuid, slug, name, full_name, language, size, \
            is_private, updated_on, main_branch, html_url) \
@@ -118,5 +135,8 @@ async fn upsert(
     .bind(repo.links.html.as_ref().map(|h| h.href.clone()).unwrap_or_default())
     .execute(&state.db.pool)
     .await?;
-    Ok(())
+    Ok(match before {
+        Some((id, 1, None)) if repo.mainbranch.is_some() => Some(id),
+        _ => None,
+    })
 }

@@ -20,7 +20,7 @@ use crate::{
     jobs::Job,
     state::AppState,
     sync::RepoState,
-    view::{Flash, format_time, human_bytes},
+    view::{Flash, format_clock, format_time, human_bytes},
     workspaces::{self, WorkspaceStatus, WorkspaceView},
 };
 
@@ -43,6 +43,15 @@ pub struct RepositoryView {
     pub state: RepoState,
     pub progress: String,
     pub indexed_commit: Option<String>,
+    /// Bitbucket's main branch head when last checked, and when that was.
+    pub head_commit: Option<String>,
+    #[serde(serialize_with = "crate::view::serialize_rfc3339")]
+    pub checked_at: Option<i64>,
+    /// Bitbucket's head has moved past the indexed commit (since `ahead_since`).
+    #[sqlx(try_from = "i64")]
+    pub bitbucket_ahead: Flag,
+    #[serde(serialize_with = "crate::view::serialize_rfc3339")]
+    pub ahead_since: Option<i64>,
     pub files: i64,
     pub bytes: i64,
     pub error: Option<String>,
@@ -53,9 +62,54 @@ pub struct RepositoryView {
     /// The last build's statistics (JSON of `index::BuildStats`).
     #[serde(skip)]
     pub skipped: String,
+    /// The repository's page on Bitbucket.
+    #[serde(skip)]
+    pub html_url: String,
+    /// `progress` as a number from 0 to 100 (a clone's objects, an index build's files).
+    #[sqlx(skip)]
+    pub progress_percent: Option<u8>,
+}
+
+/// "42%" → 42; "12/48 files" → 25; anything else (nothing yet) → None.
+fn percent_of(progress: &str) -> Option<u8> {
+    let progress = progress.trim();
+    if let Some(n) = progress.strip_suffix('%') {
+        return n.trim().parse::<u8>().ok().map(|n| n.min(100));
+    }
+    let (done, total) = progress.split_whitespace().next()?.split_once('/')?;
+    let (done, total): (u64, u64) = (done.parse().ok()?, total.parse().ok()?);
+    (total > 0).then(|| u8::try_from(done.min(total) * 100 / total).unwrap_or(100))
 }
 
 impl RepositoryView {
+    fn with_percent(mut self) -> RepositoryView {
+        self.progress_percent = if self.state.is_busy() {
+            percent_of(&self.progress)
+        } else {
+            None
+        };
+        self
+    }
+
+    /// Queued, cloning or indexing.
+    pub fn busy(&self) -> bool {
+        self.state.is_busy()
+    }
+
+    /// The progress bar's value (0 while nothing is known yet).
+    pub fn percent(&self) -> u8 {
+        self.progress_percent.unwrap_or(0)
+    }
+
+    /// A search in this repository only.
+    pub fn search_href(&self) -> String {
+        let q = format!("repo:{}", self.full_name);
+        format!(
+            "/search?q={}",
+            url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+        )
+    }
+
     pub fn size_text(&self) -> String {
         human_bytes(self.size)
     }
@@ -90,6 +144,34 @@ impl RepositoryView {
         parts.join(", ")
     }
 
+    /// How fresh the index is, for the page: "indexed abc1234 · checked … · up to date" or
+    /// "… · Bitbucket is ahead since …, updating". Empty before the first check.
+    pub fn freshness_text(&self) -> String {
+        let Some(checked) = self.checked_at.filter(|_| self.selected.0) else {
+            return String::new();
+        };
+        let indexed = self
+            .indexed_commit
+            .as_deref()
+            .map_or("nothing indexed".to_owned(), |c| {
+                format!("indexed {}", c.get(..7).unwrap_or(c))
+            });
+        let verdict = if !self.bitbucket_ahead.0 {
+            "up to date".to_owned()
+        } else {
+            let since = format_clock(self.ahead_since.unwrap_or(checked));
+            let head = self.head_commit.as_deref().unwrap_or_default();
+            let head = head.get(..7).unwrap_or(head);
+            let what = if self.state == RepoState::Failed {
+                "the update failed, it is tried again on a schedule"
+            } else {
+                "updating"
+            };
+            format!("Bitbucket is ahead since {since} (at {head}), {what}")
+        };
+        format!("{indexed} · checked {} · {verdict}", format_clock(checked))
+    }
+
     /// What the state column says: "ready · abc1234 · 12 files · 1.2 MB · 2026-…".
     pub fn state_text(&self) -> String {
         match self.state {
@@ -118,9 +200,23 @@ impl RepositoryView {
 
 const LISTED: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.name, r.full_name, r.language, r.size, \
        r.is_private, r.updated_on, r.selected, r.state, r.progress, r.indexed_commit, r.files, \
-       r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped \
+       r.bytes, r.error, r.workspace_id, r.indexed_at, r.skipped, r.html_url, r.head_commit, \
+       r.checked_at, r.ahead_since, CASE WHEN r.head_commit IS NOT NULL \
+         AND (r.indexed_commit IS NULL OR r.head_commit <> r.indexed_commit) THEN 1 ELSE 0 END \
+         AS bitbucket_ahead \
      FROM repositories r JOIN workspaces w ON w.id = r.workspace_id \
      WHERE r.user_id = $1 AND w.user_id = $1 AND w.purging = 0 AND w.linked = 1";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_as_a_number() {
+        assert_eq!(super::percent_of("42%"), Some(42));
+        assert_eq!(super::percent_of("12/48 files"), Some(25));
+        assert_eq!(super::percent_of("0/0 files"), None);
+        assert_eq!(super::percent_of(""), None);
+    }
+}
 
 /// 1000000 → "1,000,000".
 fn group_thousands(n: u64) -> String {
@@ -140,12 +236,13 @@ pub async fn list_for_user(
     state: &AppState,
     user_id: UserId,
 ) -> Result<Vec<RepositoryView>, AppError> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<RepositoryView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{LISTED} ORDER BY lower(w.name), lower(r.name), r.id"
     )))
     .bind(user_id)
     .fetch_all(&state.db.pool)
-    .await?)
+    .await?;
+    Ok(rows.into_iter().map(RepositoryView::with_percent).collect())
 }
 
 /// One listed repository by the id a request named, only if it is the user's.
@@ -159,6 +256,7 @@ pub async fn find_for_user(
         .bind(repo_id)
         .fetch_optional(&state.db.pool)
         .await?
+        .map(RepositoryView::with_percent)
         .ok_or(AppError::NotFound)
 }
 
@@ -174,6 +272,9 @@ pub struct RepositoriesPage {
     user: Option<CurrentUser>,
     flash: Option<Flash>,
     sections: Vec<Section>,
+    /// Repositories being built now, and their average progress.
+    building: usize,
+    building_percent: u8,
 }
 
 /// `GET /repositories`.
@@ -183,6 +284,15 @@ pub async fn page(
     user: CurrentUser,
 ) -> Result<RepositoriesPage, AppError> {
     let mut repositories = list_for_user(&state, user.id).await?;
+    let busy: Vec<u64> = repositories
+        .iter()
+        .filter(|r| r.busy())
+        .map(|r| u64::from(r.percent()))
+        .collect();
+    let building = busy.len();
+    let building_percent = (busy.iter().sum::<u64>())
+        .checked_div(busy.len() as u64)
+        .map_or(0, |p| u8::try_from(p).unwrap_or(100));
     let sections = workspaces::list_for_user(&state, user.id)
         .await?
         .into_iter()
@@ -202,6 +312,8 @@ pub async fn page(
         flash: Flash::take(&session).await,
         user: Some(user),
         sections,
+        building,
+        building_percent,
     })
 }
 
@@ -213,7 +325,8 @@ pub async fn api_list(
     Ok(Json(list_for_user(&state, user.id).await?))
 }
 
-/// Selects repositories (all must be the user's, else 404) and queues their build.
+/// Selects repositories (all must be the user's, else 404) and queues the build of those
+/// not built or building yet; returns how many it queued.
 async fn select_and_build(
     state: &AppState,
     user: &CurrentUser,
@@ -240,19 +353,27 @@ async fn select_and_build(
             Err(e) => return Err(e),
         }
     }
+    let mut queued = 0;
     for repo in &mine {
-        queue_sync(state, user.id, repo.id, true).await?;
+        // Ticked and already ready (or on its way): nothing to build; "Sync now" is for that.
+        if repo.selected.0 && repo.state != RepoState::Failed && repo.state != RepoState::Available
+        {
+            continue;
+        }
+        if queue_sync(state, user.id, repo.id, true).await? {
+            queued += 1;
+        }
     }
-    Ok(mine.len())
+    Ok(queued)
 }
 
-/// Marks a repository queued and adds its sync job.
+/// Marks a repository queued and adds its sync job; false when it was busy already.
 async fn queue_sync(
     state: &AppState,
     user_id: UserId,
     repo_id: RepoId,
     select: bool,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let updated = sqlx::query(
         "UPDATE repositories SET selected = CASE WHEN $3 = 1 THEN 1 ELSE selected END, \
            state = $4, progress = '', error = NULL \
@@ -269,8 +390,24 @@ async fn queue_sync(
     .await?;
     if updated.rows_affected() == 1 {
         state.enqueue(&Job::SyncRepository { repo_id }).await?;
+        return Ok(true);
     }
-    Ok(())
+    // A build is running: asked for now, it runs once more after it (it may have started
+    // before what the user wants to see), instead of the request being dropped.
+    let building: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM repositories WHERE id = $1 AND user_id = $2 AND selected = 1 \
+           AND state IN ($3, $4)",
+    )
+    .bind(repo_id)
+    .bind(user_id)
+    .bind(RepoState::Cloning.as_str())
+    .bind(RepoState::Indexing.as_str())
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if building.is_some() {
+        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+    }
+    Ok(false)
 }
 
 /// `POST /repositories/index` (form with repeated `ids`): "Create knowledge layer".
@@ -286,6 +423,10 @@ pub async fn index_form(
         .collect();
     let ids = ids.map_err(|_| AppError::BadRequest("The selection was not understood.".into()))?;
     let flash = match select_and_build(&state, &user, &ids).await {
+        Ok(0) => Flash::ok(
+            "The ticked repositories are ready or being built already; \"Sync now\" fetches one again."
+                .to_owned(),
+        ),
         Ok(n) => Flash::ok(format!(
             "Building the knowledge layer for {n} repositor{}. Progress shows below.",
             if n == 1 { "y" } else { "ies" }
@@ -352,7 +493,9 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
     .fetch_all(&state.db.pool)
     .await?;
     for repo_id in stuck {
-        state.enqueue(&Job::SyncRepository { repo_id }).await?;
+        state
+            .ensure_queued(&Job::SyncRepository { repo_id })
+            .await?;
     }
     // A crash between marking a purge and queueing it must not leave it undone.
     let workspaces: Vec<WorkspaceId> =
@@ -360,13 +503,15 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), sqlx::Error> {
             .fetch_all(&state.db.pool)
             .await?;
     for workspace_id in workspaces {
-        state.enqueue(&Job::PurgeWorkspace { workspace_id }).await?;
+        state
+            .ensure_queued(&Job::PurgeWorkspace { workspace_id })
+            .await?;
     }
     let users: Vec<UserId> = sqlx::query_scalar("SELECT id FROM users WHERE purging = 1")
         .fetch_all(&state.db.pool)
         .await?;
     for user_id in users {
-        state.enqueue(&Job::PurgeUser { user_id }).await?;
+        state.ensure_queued(&Job::PurgeUser { user_id }).await?;
     }
     Ok(())
 }
@@ -393,7 +538,7 @@ pub async fn resync_on_schedule(state: AppState) {
             Ok(repos) => {
                 for repo_id in repos {
                     // Queued by id: the job itself checks the head before rebuilding.
-                    if let Err(e) = state.enqueue(&Job::SyncRepository { repo_id }).await {
+                    if let Err(e) = state.ensure_queued(&Job::SyncRepository { repo_id }).await {
                         tracing::warn!(error = %e, "scheduling a sync failed");
                     }
                 }

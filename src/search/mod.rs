@@ -4,6 +4,7 @@
 mod corrections;
 pub mod pages;
 pub mod query;
+pub mod symbols;
 pub mod syntax;
 
 use std::{
@@ -39,6 +40,8 @@ pub struct LineHit {
     pub line: u32,
     pub text: String,
     pub ranges: Vec<[usize; 2]>,
+    /// The line defines a symbol the query names (a searched word or a `sym:` match).
+    pub definition: bool,
     #[serde(skip)]
     pub before: Option<String>,
     #[serde(skip)]
@@ -54,8 +57,14 @@ pub struct FileHit {
     pub language: String,
     pub matches: Vec<LineHit>,
     pub match_count: usize,
+    /// The commit this answer comes from, and whether Bitbucket's main branch has moved past it.
+    pub indexed_commit: String,
+    pub bitbucket_ahead: bool,
     #[serde(skip)]
     pub score: f32,
+    /// The file within its shard, to fetch its lines once it made the page.
+    #[serde(skip)]
+    pub doc: u32,
 }
 
 /// A page of results.
@@ -71,8 +80,15 @@ pub struct Results {
     pub took_ms: u64,
     #[serde(skip)]
     pub repository_facets: Vec<(String, usize)>,
+    /// Counted over every matching file, like `total_files` ("" is files of no language).
     #[serde(skip)]
     pub language_facets: Vec<(String, usize)>,
+    /// Files skipped before this page (from the cursor), for page links.
+    #[serde(skip)]
+    pub offset: usize,
+    /// How many repositories the user has indexed: 0 means there is nothing to search yet.
+    #[serde(skip)]
+    pub repositories_indexed: usize,
 }
 
 /// Why a search could not run: the user's fault (a bad query or cursor) or ours (an index
@@ -138,15 +154,12 @@ pub async fn run_scoped(
     page_size: usize,
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
-    let offset = match cursor.filter(|c| !c.is_empty()) {
-        Some(c) => decode_cursor(c).ok_or(SearchError::Cursor)?,
-        None => 0,
-    };
-    run_at(state, user_id, text, offset, page_size, only).await
+    let offset = decode_offset(cursor)?;
+    run_counted(state, user_id, text, offset, page_size, only, false).await
 }
 
 /// One page of results starting `offset` files deep in the ranking (callers with cursors of
-/// their own, like MCP's, say where they are this way).
+/// their own, like MCP's, say where they are this way). Counts like `run_scoped`.
 pub async fn run_at(
     state: &AppState,
     user_id: UserId,
@@ -154,6 +167,79 @@ pub async fn run_at(
     offset: usize,
     page_size: usize,
     only: Option<RepoId>,
+) -> Result<Results, SearchError> {
+    run_counted(state, user_id, text, offset, page_size, only, false).await
+}
+
+/// The offset a page cursor names (none or empty: the first page).
+pub fn decode_offset(cursor: Option<&str>) -> Result<usize, SearchError> {
+    match cursor.filter(|c| !c.is_empty()) {
+        Some(c) => decode_cursor(c).ok_or(SearchError::Cursor),
+        None => Ok(0),
+    }
+}
+
+/// Files that must have matched, relative to the files a page needs, before a search may
+/// stop counting: the page is chosen among them by the full ranking.
+const EARLY_FACTOR: usize = 4;
+const EARLY_MIN: usize = 100;
+
+/// A search: `exact` counts every matching file (bounded by the deadline); otherwise the
+/// search stops once enough files matched for the page, and says the count is a lower bound.
+pub async fn run_counted(
+    state: &AppState,
+    user_id: UserId,
+    text: &str,
+    offset: usize,
+    page_size: usize,
+    only: Option<RepoId>,
+    exact: bool,
+) -> Result<Results, SearchError> {
+    // What the user may read is decided now, on every request; the cache only saves the
+    // search work. Same user, same readable repositories, same request, no shard changed
+    // since (the generation is read before the work): the same answer.
+    let generation = state.shards.generation();
+    let mut repos = visible::readable(state, user_id).await?;
+    let repositories_indexed = repos.len();
+    if let Some(id) = only {
+        repos.retain(|r| r.id == id);
+    }
+    let ids: Vec<i64> = repos.iter().map(|r| r.id.get()).collect();
+    let key = format!("{exact}\u{0}{page_size}\u{0}{ids:?}\u{0}{offset}\u{0}{text}");
+    if let Some(kept) = state.recent.get::<Results>(user_id, &key, generation) {
+        let mut results = Results {
+            took_ms: 0,
+            repositories_indexed,
+            ..(*kept).clone()
+        };
+        // Bitbucket may have moved on without any shard changing: freshness is read now.
+        for file in &mut results.results {
+            if let Some(repo) = repos.iter().find(|r| r.id == file.repository_id) {
+                file.indexed_commit.clone_from(&repo.indexed_commit);
+                file.bitbucket_ahead = repo.bitbucket_ahead();
+            }
+        }
+        return Ok(results);
+    }
+    let mut results = compute(state, user_id, repos, text, offset, page_size, exact).await?;
+    results.repositories_indexed = repositories_indexed;
+    // A cut answer is not kept: asking again may find more.
+    if !results.partial {
+        state
+            .recent
+            .put(user_id, key, generation, Arc::new(results.clone()));
+    }
+    Ok(results)
+}
+
+async fn compute(
+    state: &AppState,
+    user_id: UserId,
+    repos: Vec<Searchable>,
+    text: &str,
+    offset: usize,
+    page_size: usize,
+    exact: bool,
 ) -> Result<Results, SearchError> {
     let started = Instant::now();
     let deadline = started + state.config.search_deadline;
@@ -167,17 +253,14 @@ pub async fn run_at(
         .enter(user_id, state.config.search_deadline)
         .await
         .ok_or(SearchError::Busy)?;
-    let mut repos = visible::readable(state, user_id).await?;
-    if let Some(id) = only {
-        repos.retain(|r| r.id == id);
-    }
     let wanted = offset + page_size;
     // Parsing and compiling (regexes, globs) is CPU work: off the async threads, once per
     // request rather than once per shard.
     let text = text.to_owned();
     let (query, per_shard) = tokio::task::spawn_blocking(move || {
         let query = query::parse(&text)?;
-        let per_shard = PreparedQuery::new(&query.shard_query(LINES_PER_FILE, wanted.max(200)))
+        // Shards rank without reading lines; only the page's files get theirs afterwards.
+        let per_shard = PreparedQuery::new(&query.shard_query(0, wanted))
             .map_err(|e| SearchError::Pattern(e.to_string()))?;
         Ok::<_, SearchError>((query, per_shard))
     })
@@ -189,24 +272,29 @@ pub async fn run_at(
         .collect();
     // Raised when this future is dropped (the client went away): the shard work stops too.
     let cancelled = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-    let stop = Stop::new(deadline, cancelled.0.clone());
-    let hits = search_shards(state, repos, Arc::new(per_shard), stop).await?;
+    let mut stop = Stop::new(deadline, cancelled.0.clone());
+    if !exact {
+        stop = stop.after_matches((wanted * EARLY_FACTOR).max(EARLY_MIN));
+    }
+    let per_shard = Arc::new(per_shard);
+    let hits = search_shards(state, repos, per_shard.clone(), stop.clone()).await?;
 
     let mut total_files = 0;
-    let mut partial = false;
+    let (mut partial, mut early) = (false, false);
     let mut repository_facets = Vec::new();
     let mut languages: std::collections::BTreeMap<String, usize> = Default::default();
     let mut files: Vec<FileHit> = Vec::new();
     for (repo, result) in hits {
         total_files += result.total_files;
         partial |= result.partial || result.truncated;
+        early |= result.early;
         if result.total_files > 0 {
             repository_facets.push((repo.name(), result.total_files));
         }
+        for (language, n) in result.languages {
+            *languages.entry(language).or_default() += n;
+        }
         for file in result.files {
-            if !file.language.is_empty() {
-                *languages.entry(file.language.clone()).or_default() += 1;
-            }
             files.push(file_hit(&repo, file));
         }
     }
@@ -218,6 +306,8 @@ pub async fn run_at(
             .then_with(|| a.path.cmp(&b.path))
     });
     let results: Vec<FileHit> = files.into_iter().skip(offset).take(page_size).collect();
+    let (results, lines_cut) = add_lines(state, results, per_shard, stop).await?;
+    partial |= lines_cut;
     let next_cursor = (offset + page_size < total_files
         && results.len() == page_size
         && offset + page_size < MAX_DEPTH)
@@ -228,12 +318,14 @@ pub async fn run_at(
     Ok(Results {
         results,
         total_files,
-        total_exact: !partial,
+        total_exact: !partial && !early,
         partial,
         next_cursor,
         took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         repository_facets,
         language_facets,
+        offset,
+        repositories_indexed: 0,
     })
 }
 
@@ -263,41 +355,43 @@ async fn search_shards(
         let query = query.clone();
         let state = state.clone();
         let stop = stop.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(chunk.len());
-            for repo in chunk {
-                if stop.reached() {
-                    // Shards not looked at make the answer partial, like a stopped shard.
-                    out.push((
-                        repo,
-                        ShardResult {
-                            partial: true,
-                            ..ShardResult::default()
-                        },
-                    ));
-                    continue;
+        let pool = state.search_pool.clone();
+        tasks.push(tokio::spawn(async move {
+            pool.run(move || {
+                let mut out = Vec::with_capacity(chunk.len());
+                for repo in chunk {
+                    if stop.reached() {
+                        // Shards not looked at make the answer partial, like a stopped shard.
+                        out.push((
+                            repo,
+                            ShardResult {
+                                partial: true,
+                                ..ShardResult::default()
+                            },
+                        ));
+                        continue;
+                    }
+                    let shard = match state.shards.get(repo.id) {
+                        Ok(shard) => shard,
+                        // Being deleted this moment: it leaves the results like it leaves the list.
+                        Err(ShardError::Retired) => continue,
+                        Err(ShardError::Index(e)) => return Err(index_fault(&state, repo.id, &e)),
+                    };
+                    let result = shard.search_until(&query, &stop).map_err(|e| match e {
+                        crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
+                        other => index_fault(&state, repo.id, &other),
+                    })?;
+                    out.push((repo, result));
                 }
-                let shard = match state.shards.get(repo.id) {
-                    Ok(shard) => shard,
-                    // Being deleted this moment: it leaves the results like it leaves the list.
-                    Err(ShardError::Retired) => continue,
-                    Err(ShardError::Index(e)) => return Err(index_fault(&state, repo.id, &e)),
-                };
-                let result = shard.search_until(&query, &stop).map_err(|e| match e {
-                    crate::index::IndexError::BadPattern(m) => SearchError::Pattern(m),
-                    other => index_fault(&state, repo.id, &other),
-                })?;
-                out.push((repo, result));
-            }
-            Ok::<_, SearchError>(out)
+                Ok::<_, SearchError>(out)
+            })
+            .await
         }));
     }
     let mut all = Vec::new();
     for task in tasks {
-        all.extend(
-            task.await
-                .map_err(|e| SearchError::Database(format!("search task: {e}")))??,
-        );
+        let result = task.await.ok().flatten();
+        all.extend(result.ok_or_else(|| SearchError::Database("a search task failed".into()))??);
     }
     Ok(all)
 }
@@ -313,24 +407,68 @@ pub fn index_fault(state: &AppState, repo: RepoId, e: &impl std::fmt::Display) -
 
 fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {
     FileHit {
+        doc: file.doc,
         repository: repo.name(),
         repository_id: repo.id,
         path: file.path,
         language: file.language,
         match_count: file.match_count,
+        indexed_commit: repo.indexed_commit.clone(),
+        bitbucket_ahead: repo.bitbucket_ahead(),
         score: file.score,
-        matches: file
-            .matches
-            .into_iter()
-            .map(|m| LineHit {
-                line: m.line,
-                text: m.text,
-                ranges: m.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
-                before: m.before,
-                after: m.after,
-            })
-            .collect(),
+        matches: file.matches.into_iter().map(line_hit).collect(),
     }
+}
+
+fn line_hit(m: crate::index::LineMatch) -> LineHit {
+    LineHit {
+        line: m.line,
+        text: m.text,
+        ranges: m.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
+        definition: m.definition,
+        before: m.before,
+        after: m.after,
+    }
+}
+
+/// Fills in the matching lines of the files that made the page (only these are read a
+/// second time: ranking needed no lines).
+async fn add_lines(
+    state: &AppState,
+    files: Vec<FileHit>,
+    query: Arc<PreparedQuery>,
+    stop: Stop,
+) -> Result<(Vec<FileHit>, bool), SearchError> {
+    let pool = state.search_pool.clone();
+    let state = state.clone();
+    pool.run(move || {
+        let mut partial = false;
+        let mut out = Vec::with_capacity(files.len());
+        for mut file in files {
+            if stop.reached() {
+                partial = true;
+            } else {
+                match state.shards.get(file.repository_id) {
+                    Ok(shard) => {
+                        let (lines, count) = shard
+                            .lines(file.doc, &query, LINES_PER_FILE)
+                            .map_err(|e| index_fault(&state, file.repository_id, &e))?;
+                        file.matches = lines.into_iter().map(line_hit).collect();
+                        file.match_count = count;
+                    }
+                    // Deleted meanwhile: it leaves the page.
+                    Err(ShardError::Retired) => continue,
+                    Err(ShardError::Index(e)) => {
+                        return Err(index_fault(&state, file.repository_id, &e));
+                    }
+                }
+            }
+            out.push(file);
+        }
+        Ok((out, partial))
+    })
+    .await
+    .ok_or_else(|| SearchError::Database("a search task failed".into()))?
 }
 
 fn encode_cursor(offset: usize) -> String {

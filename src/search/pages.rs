@@ -17,19 +17,36 @@ use crate::{
     visible,
 };
 
-use super::{FileHit, LineHit, PAGE_SIZE, Results, SearchError, index_fault, query, run};
+use std::collections::HashMap;
+
+use crate::index::Symbol;
+
+use super::{
+    FileHit, LineHit, PAGE_SIZE, Results, SearchError, decode_offset, index_fault, query,
+    run_counted,
+};
 
 #[derive(Deserialize)]
 pub struct SearchParams {
     #[serde(default)]
     q: String,
     cursor: Option<String>,
+    /// `exact=1`: count every matching file instead of stopping once the page is sure.
+    exact: Option<String>,
+}
+
+impl SearchParams {
+    fn exact(&self) -> bool {
+        matches!(self.exact.as_deref(), Some("1" | "true" | "yes"))
+    }
 }
 
 /// A line cut into plain and highlighted pieces, for the template.
 pub struct Piece {
     pub text: String,
     pub mark: bool,
+    /// In the file view: where this identifier is defined (go to definition).
+    pub link: Option<String>,
 }
 
 /// Splits `text` at byte `ranges` (clamped to char boundaries).
@@ -45,11 +62,13 @@ pub fn pieces(text: &str, ranges: &[[usize; 2]]) -> Vec<Piece> {
             out.push(Piece {
                 text: text[at..start].to_owned(),
                 mark: false,
+                link: None,
             });
         }
         out.push(Piece {
             text: text[start..end].to_owned(),
             mark: true,
+            link: None,
         });
         at = end;
     }
@@ -57,6 +76,7 @@ pub fn pieces(text: &str, ranges: &[[usize; 2]]) -> Vec<Piece> {
         out.push(Piece {
             text: text[at..].to_owned(),
             mark: false,
+            link: None,
         });
     }
     out
@@ -76,9 +96,82 @@ impl LineHit {
     }
 }
 
+/// One line of a result snippet: a match, or context around one.
+pub struct SnippetLine {
+    pub number: u32,
+    pub pieces: Vec<Piece>,
+    pub hit: bool,
+    /// The line defines a searched identifier (or a `sym:` match).
+    pub definition: bool,
+}
+
+/// Consecutive lines of a result file; the page puts a separator between snippets.
+pub struct Snippet {
+    pub lines: Vec<SnippetLine>,
+}
+
+/// Merges matches and their context lines into snippets: each line once (a match wins over
+/// the same line as context), in order, split where lines are left out.
+pub fn snippets(matches: &[LineHit]) -> Vec<Snippet> {
+    let context = |number: u32, text: &str| SnippetLine {
+        number,
+        pieces: pieces(text, &[]),
+        hit: false,
+        definition: false,
+    };
+    let mut lines = std::collections::BTreeMap::new();
+    for m in matches {
+        if let Some(before) = &m.before
+            && m.line > 1
+        {
+            lines
+                .entry(m.line - 1)
+                .or_insert_with(|| context(m.line - 1, before));
+        }
+        if let Some(after) = &m.after {
+            lines
+                .entry(m.line + 1)
+                .or_insert_with(|| context(m.line + 1, after));
+        }
+        lines.insert(
+            m.line,
+            SnippetLine {
+                number: m.line,
+                pieces: m.pieces(),
+                hit: true,
+                definition: m.definition,
+            },
+        );
+    }
+    let mut out: Vec<Snippet> = Vec::new();
+    for (number, line) in lines {
+        match out.last_mut() {
+            Some(s) if s.lines.last().is_some_and(|l| l.number + 1 == number) => {
+                s.lines.push(line);
+            }
+            _ => out.push(Snippet { lines: vec![line] }),
+        }
+    }
+    out
+}
+
 impl FileHit {
     pub fn href(&self, q: &str, line: u32) -> String {
         blob_href(self.repository_id, &self.path, q, line)
+    }
+
+    pub fn snippets(&self) -> Vec<Snippet> {
+        snippets(&self.matches)
+    }
+
+    /// Matching lines not shown here (the file view marks them all).
+    pub fn more(&self) -> usize {
+        self.match_count.saturating_sub(self.matches.len())
+    }
+
+    /// The file view at the last match shown, where the hidden ones follow.
+    pub fn more_href(&self, q: &str) -> String {
+        self.href(q, self.matches.last().map_or(1, |m| m.line))
     }
 }
 
@@ -99,10 +192,71 @@ pub struct SearchPage {
     user: Option<CurrentUser>,
     q: String,
     error: Option<String>,
+    /// Where in the query the error is (characters from 0), to point at it.
+    error_at: Option<usize>,
     results: Option<Results>,
 }
 
+/// A link in the row of page numbers; `href` is `None` for the current page and for gaps.
+pub struct PageLink {
+    pub label: String,
+    pub href: Option<String>,
+    pub current: bool,
+}
+
 impl SearchPage {
+    /// Spaces up to the error's position, then a caret: drawn under the query.
+    pub fn caret(&self) -> Option<String> {
+        let at = self.error_at?;
+        (!self.q.contains('\n') && at <= self.q.chars().count())
+            .then(|| format!("{}^", " ".repeat(at)))
+    }
+
+    fn page_href(&self, offset: usize) -> String {
+        let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
+        if offset == 0 {
+            format!("/search?q={q}")
+        } else {
+            format!("/search?q={q}&cursor={}", super::encode_cursor(offset))
+        }
+    }
+
+    /// The previous page, if this is not the first.
+    pub fn previous_href(&self) -> Option<String> {
+        let r = self.results.as_ref()?;
+        (r.offset > 0).then(|| self.page_href(r.offset.saturating_sub(PAGE_SIZE)))
+    }
+
+    /// Page numbers: the first, the last and two either side of this one, "…" between.
+    pub fn page_links(&self) -> Vec<PageLink> {
+        let Some(r) = &self.results else {
+            return Vec::new();
+        };
+        let reachable = r.total_files.min(super::MAX_DEPTH);
+        let pages = reachable.div_ceil(PAGE_SIZE).max(r.offset / PAGE_SIZE + 1);
+        if pages <= 1 {
+            return Vec::new();
+        }
+        let current = r.offset / PAGE_SIZE;
+        let mut out = Vec::new();
+        for page in 0..pages {
+            if page == 0 || page + 1 == pages || page.abs_diff(current) <= 2 {
+                out.push(PageLink {
+                    label: (page + 1).to_string(),
+                    href: (page != current).then(|| self.page_href(page * PAGE_SIZE)),
+                    current: page == current,
+                });
+            } else if out.last().is_some_and(|l| l.label != "…") {
+                out.push(PageLink {
+                    label: "…".to_owned(),
+                    href: None,
+                    current: false,
+                });
+            }
+        }
+        out
+    }
+
     fn narrow(&self, filter: &str) -> String {
         let q = format!("{} {filter}", self.q.trim());
         let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
@@ -119,10 +273,22 @@ impl SearchPage {
         self.narrow(&format!("lang:{lang}"))
     }
 
+    /// Link to the same query, counting every matching file.
+    pub fn exact_href(&self) -> String {
+        let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
+        format!("/search?q={q}&exact=1")
+    }
+
     /// Link to the next page of results.
     pub fn next_href(&self, cursor: &str) -> String {
         let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
         format!("/search?q={q}&cursor={cursor}")
+    }
+
+    /// A language facet's name: files of no language are "other" (a count, not a link: no
+    /// filter selects them).
+    pub fn language_name(lang: &str) -> &str {
+        if lang.is_empty() { "other" } else { lang }
     }
 }
 
@@ -132,22 +298,29 @@ pub async fn page(
     user: CurrentUser,
     QueryString(params): QueryString<SearchParams>,
 ) -> Result<SearchPage, AppError> {
+    let exact = params.exact();
     let q = params.q;
-    let (results, error) = if q.trim().is_empty() {
-        (None, None)
+    let (results, error, error_at) = if q.trim().is_empty() {
+        (None, None, None)
     } else {
-        match run(&state, user.id, &q, params.cursor.as_deref(), PAGE_SIZE).await {
-            Ok(results) => (Some(results), None),
+        let searched = match decode_offset(params.cursor.as_deref()) {
+            Ok(offset) => run_counted(&state, user.id, &q, offset, PAGE_SIZE, None, exact).await,
+            Err(e) => Err(e),
+        };
+        match searched {
+            Ok(results) => (Some(results), None, None),
             Err(e @ (SearchError::Index { .. } | SearchError::Database(_))) => {
                 return Err(e.into());
             }
-            Err(e) => (None, Some(e.to_string())),
+            Err(SearchError::Query(e)) => (None, Some(e.to_string()), Some(e.position)),
+            Err(e) => (None, Some(e.to_string()), None),
         }
     };
     Ok(SearchPage {
         user: Some(user),
         q,
         error,
+        error_at,
         results,
     })
 }
@@ -166,12 +339,14 @@ pub async fn api(
         .into());
     }
     Ok(Json(
-        run(
+        run_counted(
             &state,
             user.id,
             &params.q,
-            params.cursor.as_deref(),
+            decode_offset(params.cursor.as_deref()).map_err(AppError::from)?,
             PAGE_SIZE,
+            None,
+            params.exact(),
         )
         .await
         .map_err(AppError::from)?,
@@ -196,6 +371,20 @@ pub struct BlobPage {
     notice: Option<String>,
     lines: Vec<ViewLine>,
     q: String,
+    /// The file's definitions, in file order with their depth.
+    outline: Vec<Symbol>,
+}
+
+impl BlobPage {
+    /// The lines that hold a match, for the jump list above the file (at most 100).
+    pub fn matching(&self) -> Vec<usize> {
+        self.lines
+            .iter()
+            .filter(|l| l.pieces.iter().any(|p| p.mark))
+            .map(|l| l.number)
+            .take(100)
+            .collect()
+    }
 }
 
 /// `GET /repos/{id}/blob/{*path}`: the file at the indexed commit, from the shard only.
@@ -207,7 +396,7 @@ pub async fn blob(
 ) -> Result<BlobPage, AppError> {
     let repo = visible::readable_by_id(&state, user.id, repo_id).await?;
     let repo_id = repo.id;
-    let shard = {
+    let (shard, file) = {
         let state = state.clone();
         let wanted = path.clone();
         tokio::task::spawn_blocking(move || {
@@ -215,9 +404,10 @@ pub async fn blob(
                 crate::shards::ShardError::Retired => AppError::NotFound,
                 crate::shards::ShardError::Index(e) => index_fault(&state, repo_id, &e).into(),
             })?;
-            shard
+            let file = shard
                 .read_file(&wanted)
-                .map_err(|e| AppError::from(index_fault(&state, repo_id, &e)))
+                .map_err(|e| AppError::from(index_fault(&state, repo_id, &e)))?;
+            Ok::<_, AppError>((shard, file))
         })
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??
@@ -231,13 +421,22 @@ pub async fn blob(
             .collect::<Vec<_>>()
             .join("/")
     );
-    let (notice, lines) = match shard {
+    let mut outline = Vec::new();
+    let (notice, lines) = match file {
         Some(bytes) => {
-            // Highlighting compiles a regex and scans every line: CPU work, off the runtime.
+            // Highlighting compiles a regex and scans every line, and the definitions are
+            // looked up per identifier: CPU work, off the runtime.
             let q = params.q.clone();
-            tokio::task::spawn_blocking(move || view_lines(&bytes, &q))
-                .await
-                .map_err(|e| AppError::Internal(e.to_string()))?
+            let (wanted, slug) = (path.clone(), repo.slug.clone());
+            let view;
+            (view, outline) = tokio::task::spawn_blocking(move || {
+                let (notice, mut lines) = view_lines(&bytes, &q);
+                link_definitions(&shard, repo_id, &slug, &wanted, &mut lines);
+                ((notice, lines), shard.outline(&wanted))
+            })
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+            view
         }
         None => {
             // Not in the shard: skipped on purpose (binary, too large) or not there at all.
@@ -258,7 +457,88 @@ pub async fn blob(
         notice,
         lines,
         q: params.q,
+        outline,
     })
+}
+
+/// Identifiers linked per file view at most (distinct names looked up); past it, the rest
+/// of the file stays plain text.
+const MAX_LINKED_NAMES: usize = 5000;
+
+/// Links each identifier of the view that the repository defines to its definition: one
+/// definition → the file view at its line; several → a `sym:` search in this repository.
+/// A definition's own name is left plain; a highlighted match that is a whole identifier
+/// is linked too.
+fn link_definitions(
+    shard: &crate::index::Shard,
+    repo_id: RepoId,
+    slug: &str,
+    path: &str,
+    lines: &mut [ViewLine],
+) {
+    let ident = regex::Regex::new(r"[A-Za-z_$][A-Za-z0-9_$]*").ok();
+    let Some(ident) = ident else { return };
+    let mut targets: HashMap<String, Option<String>> = HashMap::new();
+    let mut target = |name: &str, line: usize| -> Option<String> {
+        if !targets.contains_key(name) {
+            if targets.len() >= MAX_LINKED_NAMES {
+                return None;
+            }
+            let defs = shard.definitions_named(name, 2);
+            let href = match defs.as_slice() {
+                [] => None,
+                [one] => Some(blob_href(repo_id, &one.path, "", one.line)),
+                _ => {
+                    let q = format!("sym:/^{}$/ repo:{slug}", regex::escape(name));
+                    let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+                    Some(format!("/search?q={q}"))
+                }
+            };
+            targets.insert(name.to_owned(), href);
+        }
+        let href = targets.get(name)?.as_ref()?;
+        // The definition itself needs no link to itself.
+        let number = u32::try_from(line).unwrap_or(u32::MAX);
+        (*href != blob_href(repo_id, path, "", number)).then(|| href.clone())
+    };
+    for line in lines.iter_mut() {
+        let mut out = Vec::with_capacity(line.pieces.len());
+        for mut piece in std::mem::take(&mut line.pieces) {
+            if piece.mark {
+                if ident
+                    .find(&piece.text)
+                    .is_some_and(|m| m.len() == piece.text.len())
+                {
+                    piece.link = target(&piece.text, line.number);
+                }
+                out.push(piece);
+                continue;
+            }
+            let mut at = 0;
+            for m in ident.find_iter(&piece.text) {
+                let Some(href) = target(m.as_str(), line.number) else {
+                    continue;
+                };
+                if m.start() > at {
+                    out.push(plain(&piece.text[at..m.start()], None));
+                }
+                out.push(plain(m.as_str(), Some(href)));
+                at = m.end();
+            }
+            if at < piece.text.len() {
+                out.push(plain(&piece.text[at..], None));
+            }
+        }
+        line.pieces = out;
+    }
+}
+
+fn plain(text: &str, link: Option<String>) -> Piece {
+    Piece {
+        text: text.to_owned(),
+        mark: false,
+        link,
+    }
 }
 
 /// The file view shows at most this many lines, each cut at `MAX_VIEW_LINE_BYTES`.
@@ -304,6 +584,7 @@ fn view_lines(bytes: &[u8], q: &str) -> (Option<String>, Vec<ViewLine>) {
                     None => vec![Piece {
                         text: line.to_owned(),
                         mark: false,
+                        link: None,
                     }],
                 },
             }
@@ -379,4 +660,54 @@ async fn skipped_reason(
     .await
     .ok()
     .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(line: u32, before: Option<&str>, after: Option<&str>) -> LineHit {
+        LineHit {
+            line,
+            text: format!("hit {line}"),
+            ranges: vec![[0, 3]],
+            before: before.map(str::to_owned),
+            after: after.map(str::to_owned),
+            definition: false,
+        }
+    }
+
+    #[test]
+    fn close_matches_share_one_snippet_and_far_ones_are_split() {
+        // Matches on 15 and 16 (their context overlaps), then 22, then 35.
+        let matches = [
+            hit(15, Some("c14"), Some("c16")),
+            hit(16, Some("c15"), Some("c17")),
+            hit(22, Some("c21"), Some("c23")),
+            hit(35, Some("c34"), None),
+        ];
+        let snippets = snippets(&matches);
+        let numbers: Vec<Vec<u32>> = snippets
+            .iter()
+            .map(|s| s.lines.iter().map(|l| l.number).collect())
+            .collect();
+        assert_eq!(
+            numbers,
+            [vec![14, 15, 16, 17], vec![21, 22, 23], vec![34, 35]]
+        );
+        // Line 16 is a match, not the context copy of it.
+        let sixteen = &snippets[0].lines[2];
+        assert!(sixteen.hit && sixteen.pieces.iter().any(|p| p.mark));
+        assert!(!snippets[0].lines[0].hit);
+    }
+
+    #[test]
+    fn the_first_line_has_no_line_zero_before_it() {
+        let numbers: Vec<u32> = snippets(&[hit(1, Some("?"), None)])[0]
+            .lines
+            .iter()
+            .map(|l| l.number)
+            .collect();
+        assert_eq!(numbers, [1]);
+    }
 }

@@ -1,8 +1,9 @@
 //! The query language shared by the search page, the JSON API and MCP.
 //!
 //! `foo bar` (all must match, case-insensitive), `"exact phrase"`, `/regex/`, filters
-//! `repo:`, `workspace:`, `path:` (alias `file:`), `lang:`, `case:yes`, and `-` before a word,
-//! phrase, regex or filter to negate it. Parsing never panics; errors say what and where.
+//! `repo:`, `workspace:`, `path:` (alias `file:`), `lang:`, `case:yes`, symbols `sym:name`
+//! and `sym:/regex/` (the file defines a matching symbol), and `-` before a word, phrase,
+//! regex or filter to negate it. Parsing never panics; errors say what and where.
 
 use super::corrections::{closest, misspelled_filter, not_an_operator, regex_error, replaced};
 use super::syntax::{NOT_OPERATORS, filter_name};
@@ -25,6 +26,8 @@ pub struct Query {
     pub workspaces: Vec<Filter>,
     pub paths: Vec<Filter>,
     pub languages: Vec<Filter>,
+    /// `sym:` terms: kind `Word` (part of a symbol's name) or `Regex`.
+    pub symbols: Vec<Term>,
     pub case_sensitive: bool,
 }
 
@@ -50,10 +53,10 @@ pub struct Filter {
     pub negated: bool,
 }
 
-/// What is wrong with a query, where (a character offset into it, from 0) and, when the
-/// fix is obvious, the whole query corrected.
+/// What is wrong with a query, where (`position`, a character offset from 0; the message
+/// counts from 1, as people do) and, when the fix is obvious, the whole query corrected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message} (at character {position}){}", .suggestion.as_ref().map(|s| format!("; did you mean: {s}")).unwrap_or_default())]
+#[error("{message} (at character {}){}", position + 1, .suggestion.as_ref().map(|s| format!("; did you mean: {s}")).unwrap_or_default())]
 pub struct ParseError {
     pub message: String,
     pub position: usize,
@@ -85,6 +88,9 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
     }
     let chars: Vec<char> = input.chars().collect();
     let mut query = Query::default();
+    // Where each regex's characters came from in the input, to place its errors.
+    let mut regex_origins = Vec::new();
+    let mut symbol_origins = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         if chars[i].is_whitespace() {
@@ -95,6 +101,21 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
         let negated = chars[i] == '-' && i + 1 < chars.len() && !chars[i + 1].is_whitespace();
         if negated {
             i += 1;
+        }
+        // `sym:/regex/` is read like a regex term (it may hold spaces or quotes).
+        let sym_regex: String = chars[i..chars.len().min(i + 5)].iter().collect();
+        if sym_regex.eq_ignore_ascii_case("sym:/") {
+            let (text, origins, next) = regex_literal(&chars, i + 4)?;
+            validate_regex(&text, query.case_sensitive)
+                .map_err(|(m, at)| error(m, place(&origins, at, start)))?;
+            symbol_origins.push((origins, start));
+            query.symbols.push(Term {
+                kind: TermKind::Regex,
+                text,
+                negated,
+            });
+            i = next;
+            continue;
         }
         match chars[i] {
             '"' => {
@@ -111,7 +132,7 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
                 i = next;
             }
             '/' => {
-                let (text, next) = regex_literal(&chars, i).map_err(|e| {
+                let (text, origins, next) = regex_literal(&chars, i).map_err(|e| {
                     // Obvious only when no other slash could have been meant as the end.
                     let body: String = chars[i + 1..].iter().collect();
                     if body.contains('/') || body.trim().is_empty() {
@@ -120,8 +141,12 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
                         e.suggest(format!("{}/", input.trim_end()))
                     }
                 })?;
-                validate_regex(&text, query.case_sensitive)
-                    .map_err(|e| regex_error(e, &chars, i, next))?;
+                validate_regex(&text, query.case_sensitive).map_err(|(m, at)| ParseError {
+                    // Placed at the failing character; the correction, when obvious, kept.
+                    position: place(&origins, at, start),
+                    ..regex_error(m, &chars, i, next)
+                })?;
+                regex_origins.push((origins, start));
                 query.terms.push(Term {
                     kind: TermKind::Regex,
                     text,
@@ -177,6 +202,11 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
                                 negated,
                             });
                         }
+                        "sym" | "symbol" => query.symbols.push(Term {
+                            kind: TermKind::Word,
+                            text: value,
+                            negated,
+                        }),
                         "case" => match value.to_ascii_lowercase().as_str() {
                             "yes" | "y" | "true" | "on" => query.case_sensitive = true,
                             "no" | "n" | "false" | "off" | "auto" => query.case_sensitive = false,
@@ -195,17 +225,25 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
         }
     }
     // case:yes may come after a regex: validate again with the final flags.
-    for term in query.terms.iter().filter(|t| t.kind == TermKind::Regex) {
-        validate_regex(&term.text, query.case_sensitive).map_err(|m| error(m, 0))?;
+    let regexes = query.terms.iter().filter(|t| t.kind == TermKind::Regex);
+    for (term, (origins, start)) in regexes.zip(&regex_origins) {
+        validate_regex(&term.text, query.case_sensitive)
+            .map_err(|(m, at)| error(m, place(origins, at, *start)))?;
+    }
+    let symbol_regexes = query.symbols.iter().filter(|t| t.kind == TermKind::Regex);
+    for (term, (origins, start)) in symbol_regexes.zip(&symbol_origins) {
+        validate_regex(&term.text, query.case_sensitive)
+            .map_err(|(m, at)| error(m, place(origins, at, *start)))?;
     }
     if query.terms.iter().all(|t| t.negated)
+        && query.symbols.iter().all(|t| t.negated)
         && query.paths.iter().all(|f| f.negated)
         && query.languages.iter().all(|f| f.negated)
         && query.repos.iter().all(|f| f.negated)
         && query.workspaces.iter().all(|f| f.negated)
     {
         return Err(error(
-            "say what to look for: a word, \"a phrase\", /a regex/ or a path:/lang:/repo: filter",
+            "say what to look for: a word, \"a phrase\", /a regex/, sym:name or a path:/lang:/repo: filter",
             0,
         ));
     }
@@ -231,29 +269,36 @@ fn quoted(chars: &[char], open: usize) -> Result<(String, usize), ParseError> {
     Err(error("this \" is never closed", open))
 }
 
-fn regex_literal(chars: &[char], open: usize) -> Result<(String, usize), ParseError> {
+/// A `/regex/`: its text, where each of its characters sits in the query, and where the
+/// query goes on.
+fn regex_literal(chars: &[char], open: usize) -> Result<(String, Vec<usize>, usize), ParseError> {
     let mut text = String::new();
+    let mut origins = Vec::new();
     let mut i = open + 1;
     while i < chars.len() {
         match chars[i] {
             // `\/` is a literal slash; every other escape is the regex's own.
             '\\' if i + 1 < chars.len() && chars[i + 1] == '/' => {
                 text.push('/');
+                origins.push(i + 1);
                 i += 2;
             }
             '\\' if i + 1 < chars.len() => {
                 text.push('\\');
                 text.push(chars[i + 1]);
+                origins.extend([i, i + 1]);
                 i += 2;
             }
             '/' if i + 1 == chars.len() || chars[i + 1].is_whitespace() => {
                 if text.is_empty() {
                     return Err(error("an empty /regex/", open));
                 }
-                return Ok((text, i + 1));
+                origins.push(i);
+                return Ok((text, origins, i + 1));
             }
             c => {
                 text.push(c);
+                origins.push(i);
                 i += 1;
             }
         }
@@ -285,7 +330,31 @@ fn split_filter(word: &str) -> Option<(String, String)> {
     filter_name(key).map(|name| (name.to_owned(), value.to_owned()))
 }
 
-fn validate_regex(pattern: &str, case_sensitive: bool) -> Result<(), String> {
+/// The query position of the regex's `at`-th character (its closing `/` past the end); the
+/// regex's start when the error has no place.
+fn place(origins: &[usize], at: Option<usize>, start: usize) -> usize {
+    at.and_then(|a| origins.get(a).or(origins.last()).copied())
+        .unwrap_or(start)
+}
+
+/// Checks a regex; an error says what is wrong and at which of its characters, when it
+/// has a place (a syntax error has; "too big" has not).
+fn validate_regex(pattern: &str, case_sensitive: bool) -> Result<(), (String, Option<usize>)> {
+    // regex-syntax names the failing span; the regex crate's own error is a multi-line
+    // picture of it that reads badly in one line.
+    if let Err(e) = regex_syntax::ParserBuilder::new()
+        .case_insensitive(!case_sensitive)
+        .build()
+        .parse(pattern)
+    {
+        let (kind, offset) = match &e {
+            regex_syntax::Error::Parse(e) => (e.kind().to_string(), e.span().start.offset),
+            regex_syntax::Error::Translate(e) => (e.kind().to_string(), e.span().start.offset),
+            _ => ("not understood".to_owned(), 0),
+        };
+        let at = pattern.get(..offset).map_or(0, |p| p.chars().count());
+        return Err((format!("invalid regex: {kind}"), Some(at)));
+    }
     regex::bytes::RegexBuilder::new(pattern)
         .case_insensitive(!case_sensitive)
         .size_limit(REGEX_SIZE_LIMIT)
@@ -293,17 +362,22 @@ fn validate_regex(pattern: &str, case_sensitive: bool) -> Result<(), String> {
         .build()
         .map(|_| ())
         .map_err(|e| match e {
-            regex::Error::CompiledTooBig(_) => {
-                "this regex is too big; make it more specific".to_owned()
-            }
-            other => format!(
-                "invalid regex: {}",
-                other
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("syntax error")
-                    .trim()
+            regex::Error::CompiledTooBig(_) => (
+                "this regex is too big; make it more specific".to_owned(),
+                None,
+            ),
+            other => (
+                format!(
+                    "invalid regex: {}",
+                    other
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("not understood")
+                        .trim()
+                        .trim_start_matches("error: ")
+                ),
+                None,
             ),
         })
 }
@@ -356,6 +430,18 @@ impl Query {
                 .collect(),
             max_matches_per_file,
             max_files,
+            symbols: self
+                .symbols
+                .iter()
+                .filter(|t| !t.negated)
+                .map(pattern)
+                .collect(),
+            symbols_not: self
+                .symbols
+                .iter()
+                .filter(|t| t.negated)
+                .map(pattern)
+                .collect(),
         }
     }
 
@@ -469,8 +555,12 @@ mod tests {
         let e = parse("foo \"unclosed").expect_err("bad");
         assert_eq!(e.position, 4);
         let e = parse("x /a(/").expect_err("bad");
-        assert!(e.message.starts_with("invalid regex"), "{e}");
-        assert_eq!(e.position, 4, "at the unclosed parenthesis");
+        assert_eq!(e.message, "invalid regex: unclosed group", "{e}");
+        // The unclosed `(`, not the regex's start; the message counts from 1.
+        assert_eq!(e.position, 4);
+        assert!(e.to_string().contains("(at character 5)"), "{e}");
+        let e = parse(r"/a\/b[/").expect_err("bad");
+        assert_eq!(e.position, 5, "{e}");
         assert!(
             parse("lang:klingon x")
                 .expect_err("bad")
@@ -549,5 +639,43 @@ mod tests {
         assert!(q.allows_repository("ACME", "web", "acme/web"));
         assert!(!q.allows_repository("other", "web", "other/web"));
         assert!(!q.allows_repository("acme", "legacy-web", "acme/legacy-web"));
+    }
+
+    #[test]
+    fn symbol_terms() {
+        let q = parse(r"sym:Parse_Config -SYM:/^test_\w+ x$/ lang:rust words").expect("valid");
+        assert_eq!(q.symbols[0], word("Parse_Config", false));
+        assert_eq!(
+            q.symbols[1],
+            Term {
+                kind: TermKind::Regex,
+                text: r"^test_\w+ x$".into(),
+                negated: true
+            }
+        );
+        assert_eq!(q.terms, [word("words", false)]);
+        let sq = q.shard_query(5, 10);
+        assert_eq!(sq.symbols.len(), 1);
+        assert_eq!(sq.symbols[0].regex, "Parse_Config");
+        assert!(sq.symbols[0].literal && !sq.symbols[0].case_sensitive);
+        assert_eq!(sq.symbols_not[0].regex, r"^test_\w+ x$");
+        assert!(sq.must.iter().all(|p| p.regex != "Parse_Config"));
+        // A sym: term alone is a query; a negated one alone is not.
+        assert!(parse("sym:main").is_ok());
+        assert!(parse("-sym:main").is_err());
+        assert!(parse("sym:").is_err());
+        assert!(
+            parse("sym:/a(b/")
+                .expect_err("bad")
+                .message
+                .contains("invalid regex")
+        );
+        assert!(
+            parse("sym:x case:yes")
+                .expect("valid")
+                .shard_query(1, 1)
+                .symbols[0]
+                .case_sensitive
+        );
     }
 }

@@ -29,6 +29,10 @@ pub const FILTERS: &[FilterKey] = &[
         aliases: &["language"],
     },
     FilterKey {
+        name: "sym",
+        aliases: &["symbol"],
+    },
+    FilterKey {
         name: "case",
         aliases: &[],
     },
@@ -98,6 +102,14 @@ pub const FORMS: &[Form] = &[
         finds: "files of a language, by name or extension (py, rs, ts, go, java, c++ …)",
     },
     Form {
+        write: &["sym:parse_config", "symbol:parse_config"],
+        finds: "files that define a symbol (function, method, class, struct, enum, interface, trait, type, module, constant) whose name contains the text — Rust, Python, Go, JavaScript, TypeScript, Java, C and C++; the defining lines are shown. Combine it with words and filters: sym:Config lang:go -path:test",
+    },
+    Form {
+        write: &["sym:/^new_\\w+$/"],
+        finds: "files defining a symbol whose name matches the regular expression",
+    },
+    Form {
         write: &["case:yes"],
         finds: "match letter case exactly (default: case-insensitive)",
     },
@@ -134,7 +146,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
 /// Fixed facts about queries, for both the page and the tools.
 pub fn notes() -> String {
     format!(
-        "A query is at most {} KiB. Results come grouped by file, best first: path matches, then whole-identifier matches, then relevance, then shorter paths.",
+        "A query is at most {} KiB. Results come grouped by file, best first: files that define a searched identifier (top-level definitions before nested ones), then path matches, then whole-identifier matches, then relevance, then shorter paths. Lines that are definitions are marked def. In the file view, the outline lists the file's definitions, and a name defined in the repository links to its definition (to a sym: search when there are several).",
         MAX_QUERY_BYTES / 1024
     )
 }

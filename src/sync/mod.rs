@@ -48,6 +48,16 @@ impl RepoState {
     }
 }
 
+impl RepoState {
+    /// Queued, cloning or indexing: work on it is under way.
+    pub fn is_busy(self) -> bool {
+        matches!(
+            self,
+            RepoState::Queued | RepoState::Cloning | RepoState::Indexing
+        )
+    }
+}
+
 impl std::fmt::Display for RepoState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -106,19 +116,44 @@ pub async fn run(state: &AppState, repo_id: RepoId) -> Result<(), JobError> {
     }
 }
 
-/// Shows a build's failure on the repository row, with the reason (the page offers Retry).
+/// Shows a build's failure on the repository row, with the reason (the page offers Retry),
+/// and when the schedule tries again: after one poll interval, doubling with every failure in
+/// a row, at most the sync interval apart.
 pub async fn mark_failed(
     state: &AppState,
     repo_id: RepoId,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE repositories SET state = $2, progress = '', error = $3 WHERE id = $1")
+    let failures: i64 = sqlx::query_scalar("SELECT failures FROM repositories WHERE id = $1")
         .bind(repo_id)
-        .bind(RepoState::Failed.as_str())
-        .bind(reason)
-        .execute(&state.db.pool)
-        .await?;
+        .fetch_optional(&state.db.pool)
+        .await?
+        .unwrap_or(0)
+        + 1;
+    let delay = retry_delay(
+        state.config.poll_interval,
+        state.config.sync_interval,
+        failures,
+    );
+    sqlx::query(
+        "UPDATE repositories SET state = $2, progress = '', error = $3, failures = $4, \
+           retry_at = $5 WHERE id = $1",
+    )
+    .bind(repo_id)
+    .bind(RepoState::Failed.as_str())
+    .bind(reason)
+    .bind(failures)
+    .bind(now() + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX / 2))
+    .execute(&state.db.pool)
+    .await?;
     Ok(())
+}
+
+/// `base × 2^(failures − 1)`, capped at `cap` (and never below `base`).
+pub fn retry_delay(base: Duration, cap: Duration, failures: i64) -> Duration {
+    let exponent = u32::try_from(failures.clamp(1, 32) - 1).unwrap_or(0);
+    base.saturating_mul(2u32.saturating_pow(exponent))
+        .min(cap.max(base))
 }
 
 async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(), String> {
@@ -154,17 +189,25 @@ async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(),
 
     let head_hex = head.to_string();
     let shard = layout.shard_dir(repo_id);
-    if target.indexed_commit.as_deref() == Some(head_hex.as_str()) && shard.exists() {
+    // A shard of an older format is rebuilt even when the branch has not moved.
+    if target.indexed_commit.as_deref() == Some(head_hex.as_str())
+        && index::shard_is_current(&shard)
+    {
         tracing::info!(%repo_id, "main branch unchanged; nothing to rebuild");
         set_state(state, repo_id, RepoState::Ready, "")
             .await
             .map_err(db)?;
-        sqlx::query("UPDATE repositories SET error = NULL, synced_at = $2 WHERE id = $1")
-            .bind(repo_id)
-            .bind(now())
-            .execute(&state.db.pool)
-            .await
-            .map_err(db)?;
+        // The fetch just read Bitbucket's head: that is a check too.
+        sqlx::query(
+            "UPDATE repositories SET error = NULL, synced_at = $2, failures = 0, retry_at = NULL, \
+               head_commit = $3, checked_at = $2, ahead_since = NULL WHERE id = $1",
+        )
+        .bind(repo_id)
+        .bind(now())
+        .bind(&head_hex)
+        .execute(&state.db.pool)
+        .await
+        .map_err(db)?;
         return Ok(());
     }
 
@@ -326,7 +369,8 @@ async fn record(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE repositories SET state = $7, progress = '', error = NULL, indexed_commit = $2, \
-         files = $3, bytes = $4, skipped = $5, indexed_at = $6, synced_at = $6 WHERE id = $1",
+         files = $3, bytes = $4, skipped = $5, indexed_at = $6, synced_at = $6, failures = 0, \
+         retry_at = NULL, head_commit = $2, checked_at = $6, ahead_since = NULL WHERE id = $1",
     )
     .bind(repo_id)
     .bind(commit)
@@ -370,7 +414,8 @@ async fn remove_dir(path: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path)).await;
 }
 
-fn clone_url(base: &Url, workspace: &str, slug: &str) -> Result<Url, String> {
+/// `<git url>/<workspace>/<slug>.git`, each part percent-encoded.
+pub fn clone_url(base: &Url, workspace: &str, slug: &str) -> Result<Url, String> {
     let base = base.as_str().trim_end_matches('/');
     Url::parse(&format!(
         "{base}/{}/{}.git",

@@ -273,6 +273,8 @@ pub struct WorkspacesPage {
     user: Option<CurrentUser>,
     flash: Option<Flash>,
     workspaces: Vec<WorkspaceView>,
+    /// Bitbucket's web address, for links to the workspaces there.
+    bitbucket_url: String,
 }
 
 /// `GET /workspaces`.
@@ -285,6 +287,12 @@ pub async fn page(
         workspaces: list_for_user(&state, user.id).await?,
         flash: Flash::take(&session).await,
         user: Some(user),
+        bitbucket_url: state
+            .config
+            .git_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
     })
 }
 

@@ -2,13 +2,18 @@
 //! the fake Bitbucket: sign in → consent → workspaces → repositories → search → file view →
 //! disconnect a workspace → disconnect Bitbucket → signed out.
 //!
-//! Every page is saved as a screenshot at 1280×900 and 390×844 under
-//! `target/e2e-screenshots/<step>-<width>.png` (plus `<step>-<width>-full.png` when the page is
-//! taller than the window), so people can look at them. Needs `chromium` and `chromedriver`
-//! (Debian's `chromium` and `chromium-driver`; `.ci/test` installs them); `CHROMEDRIVER` and
-//! `CHROMIUM` override their paths; `CODELAYER_E2E_DARK=1` shoots the dark colour scheme into
-//! `target/e2e-screenshots/dark/`. Every codelayer page must also fit the window width and show
-//! no raw error or debug text.
+//! Where a person would use the keyboard, the test does too: `/` to search, typing and Enter,
+//! `j`/`k` through results, Escape. It checks what people complained about: no line repeated
+//! in a snippet, ready repositories stay ready when more are built, a regex error points at
+//! the right character, a link opened while signed out survives sign-in.
+//!
+//! Every page is saved as a screenshot at 1280×900 and 390×844 in the light colour scheme under
+//! `target/e2e-screenshots/<step>-<width>.png` and in the dark one under
+//! `target/e2e-screenshots/dark/` (plus `…-full.png` when the page is taller than the window),
+//! so people can look at them. Needs `chromium` and `chromedriver` (Debian's `chromium` and
+//! `chromium-driver`; `.ci/test` installs them); `CHROMEDRIVER` and `CHROMIUM` override their
+//! paths. Every codelayer page must also fit the window width and show no raw error or debug
+//! text.
 
 use std::{
     path::PathBuf,
@@ -17,8 +22,8 @@ use std::{
 };
 
 use crate::common::{
-    Backend, TestApp,
-    fake_bitbucket::{FakeFile, FakeUser},
+    Backend, Options, TestApp,
+    fake_bitbucket::{FakeBitbucket, FakeFile, FakeUser},
 };
 use base64::Engine as _;
 use fantoccini::{
@@ -166,30 +171,33 @@ struct Shots {
 
 impl Shots {
     fn new() -> Shots {
-        let name = if std::env::var_os("CODELAYER_E2E_DARK").is_some() {
-            "target/e2e-screenshots/dark"
-        } else {
-            "target/e2e-screenshots"
-        };
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name);
-        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
+        std::fs::create_dir_all(dir.join("dark")).expect("screenshot dir");
         Shots { dir }
     }
 
     /// `ours`: a codelayer page (the consent page is the fake Bitbucket's).
     async fn take(&self, c: &Client, step: &str, ours: bool) {
+        // Dark first, light last: the journey goes on in the light scheme.
+        for (scheme, dir) in [("dark", self.dir.join("dark")), ("light", self.dir.clone())] {
+            colour_scheme(c, scheme).await;
+            self.take_in(c, step, ours, &dir).await;
+        }
+    }
+
+    async fn take_in(&self, c: &Client, step: &str, ours: bool, dir: &std::path::Path) {
         // Phone first, desktop last: the journey goes on at the desktop size.
         for (width, height, mobile) in [(390u32, 844u32, true), (1280, 900, false)] {
             viewport(c, width, height, mobile).await;
             let png = c.screenshot().await.expect("screenshot");
-            std::fs::write(self.dir.join(format!("{step}-{width}.png")), png).expect("write");
+            std::fs::write(dir.join(format!("{step}-{width}.png")), png).expect("write");
             let full: f64 = c
                 .execute("return document.documentElement.scrollHeight", vec![])
                 .await
                 .expect("height")
                 .as_f64()
                 .unwrap_or(0.0);
-            let full_path = self.dir.join(format!("{step}-{width}-full.png"));
+            let full_path = dir.join(format!("{step}-{width}-full.png"));
             let _ = std::fs::remove_file(&full_path);
             if full > f64::from(height) + 1.0 {
                 let shot = cdp(
@@ -222,6 +230,39 @@ impl Shots {
             assert_clean(c, step).await;
         }
     }
+}
+
+/// `prefers-color-scheme` as the page sees it: "light" or "dark".
+async fn colour_scheme(c: &Client, scheme: &str) {
+    cdp(
+        c,
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+    )
+    .await;
+}
+
+/// Types keys into whatever has the focus, as a person at the keyboard would.
+async fn keys(c: &Client, text: &str) {
+    c.active_element()
+        .await
+        .expect("focused element")
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("type {text:?}: {e}"));
+}
+
+/// The id of the focused element ("" when it has none).
+async fn focused_id(c: &Client) -> String {
+    c.execute(
+        "return document.activeElement ? document.activeElement.id : '';",
+        vec![],
+    )
+    .await
+    .expect("focus")
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
 }
 
 async fn viewport(c: &Client, width: u32, height: u32, mobile: bool) {
@@ -300,6 +341,25 @@ async fn wait_text(c: &Client, css: &str, want: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until `script` returns true in the page.
+async fn wait_until_js(c: &Client, script: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.execute(script, vec![]).await.expect("script") != json!(true) {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The id of a repository's row (`repo-<id>`), found by its full name.
+async fn row_id(c: &Client, full_name: &str) -> String {
+    wait_xpath(c, &row(full_name))
+        .await
+        .attr("id")
+        .await
+        .expect("id")
+        .expect("a row id")
 }
 
 /// Waits for an element (by XPath) to be there and returns it.
@@ -431,6 +491,19 @@ fn arrange(app: &TestApp) -> FakeUser {
                 "#[test]\nfn parse_config_reads_listen() {\n    assert!(api_server::parse_config(\"missing.toml\").is_err());\n}\n".into(),
             ),
             ("README.md", "# api-server\nCall parse_config to read the settings.\n".into()),
+            // Matches close together (their context overlaps) and one far away.
+            (
+                "src/settings.rs",
+                format!(
+                    "use crate::config::{{parse_config, Config}};\n\n\
+                     pub fn load() -> Config {{\n    parse_config(\"a.toml\")\n        \
+                     .or_else(|_| parse_config(\"b.toml\"))\n        .expect(\"settings\")\n}}\n{}\
+                     pub fn reload() -> Config {{\n    parse_config(\"c.toml\").expect(\"settings\")\n}}\n",
+                    "// (unrelated lines)\n".repeat(13)
+                )
+                .as_str()
+                .into(),
+            ),
         ],
     );
     fake.add_repo("acme", "web-client");
@@ -468,15 +541,6 @@ async fn the_whole_journey_in_chromium() {
     let c = driver.browser().await;
     let shots = Shots::new();
     viewport(&c, 1280, 900, false).await;
-    // `CODELAYER_E2E_DARK=1` shoots the journey in the dark colour scheme instead.
-    if std::env::var_os("CODELAYER_E2E_DARK").is_some() {
-        cdp(
-            &c,
-            "Emulation.setEmulatedMedia",
-            json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
-        )
-        .await;
-    }
 
     // The start page.
     c.goto(&app.url).await.expect("home");
@@ -486,6 +550,13 @@ async fn the_whole_journey_in_chromium() {
         "nobody is signed in"
     );
     shots.take(&c, "01-home", true).await;
+
+    // A link to a search, opened while signed out: the start page, then sign-in leads there.
+    c.goto(&app.at("/search?q=parse_config"))
+        .await
+        .expect("deep link");
+    wait_path(&c, "/?next=").await;
+    wait_text(&c, ".flash", "Sign in to open the page you followed").await;
 
     // Sign in → Bitbucket's consent page → Grant access.
     click(&c, "", "Sign in with Bitbucket").await;
@@ -501,15 +572,29 @@ async fn the_whole_journey_in_chromium() {
     shots.take(&c, "02-consent", false).await;
     click(&c, "", "Grant access").await;
 
-    // Two workspaces: none is linked by itself.
-    wait_path(&c, "/workspaces").await;
+    // The deep link survived sign-in. Nothing is indexed yet: the page says where to go.
+    wait_path(&c, "/search?q=parse_config").await;
     wait_text(&c, ".who .name", "Ada Lovelace").await;
+    let empty = wait_text(&c, ".card.empty", "Nothing is indexed yet").await;
+    assert!(!empty.contains("fewer words"), "{empty}");
+    wait_xpath(
+        &c,
+        "//section[contains(@class,'empty')]//a[@href='/repositories']",
+    )
+    .await;
+    shots.take(&c, "02b-search-nothing-indexed", true).await;
+
+    // Two workspaces: none is linked by itself.
+    click(&c, "//nav", "Workspaces").await;
+    wait_path(&c, "/workspaces").await;
     for slug in ["acme", "tools"] {
         let status = cell(&c, slug, 3).await;
         assert!(
             status.contains("Inactive") && status.contains("not linked"),
             "{slug}: {status}"
         );
+        // Not "0": Bitbucket's list is read once the workspace is linked.
+        assert_eq!(cell(&c, slug, 4).await, "listed after linking", "{slug}");
         wait_xpath(
             &c,
             &format!("{}//button[normalize-space()='Link']", row(slug)),
@@ -546,7 +631,7 @@ async fn the_whole_journey_in_chromium() {
     for (slug, status, repositories) in [
         ("acme", "Active", "2"),
         ("tools", "Active", "1"),
-        ("labs", "Inactive", "0"),
+        ("labs", "Inactive", "listed after linking"),
     ] {
         let shown = cell(&c, slug, 3).await;
         assert_eq!(
@@ -563,6 +648,28 @@ async fn the_whole_journey_in_chromium() {
     click(&c, "//nav", "Repositories").await;
     wait_path(&c, "/repositories").await;
     wait_xpath(&c, &row("tools/cli")).await;
+    // The filter narrows a long list as one types.
+    c.find(Locator::Id("repo-filter"))
+        .await
+        .expect("filter")
+        .send_keys("tools")
+        .await
+        .expect("type");
+    wait_until_js(
+        &c,
+        "return document.querySelectorAll('tr[data-repo]:not([hidden])').length === 1",
+        "the filter leaves one row",
+    )
+    .await;
+    let shown = wait_text(&c, "tr[data-repo]:not([hidden])", "tools/cli").await;
+    assert!(!shown.contains("api-server"), "{shown}");
+    c.execute(
+        "const f = document.getElementById('repo-filter'); f.value = ''; \
+         f.dispatchEvent(new Event('input'));",
+        vec![],
+    )
+    .await
+    .expect("clear the filter");
     shots.take(&c, "07-repositories", true).await;
     for name in ["acme/api-server", "tools/cli"] {
         let checkbox = wait_xpath(&c, &format!("{}//input[@type='checkbox']", row(name))).await;
@@ -655,18 +762,65 @@ async fn the_whole_journey_in_chromium() {
         &format!("{}//button[normalize-space()='Sync now']", row("tools/cli")),
     )
     .await;
+    // The banner ends with the moment to search, and the build's flash is gone.
+    wait_text(&c, "#overall", "Ready — search now").await;
+    wait_xpath(&c, "//*[@id='overall']//a[@href='/search']").await;
     shots.take(&c, "09-repositories-ready", true).await;
+
+    // One more, with the two ready ones still ticked: only the new one is built; the ready
+    // ones stay ready all along. Bitbucket refuses this clone: the reason is in words.
+    app.fake.fail_next("/acme/web-client.git", 403, 10, None);
+    let web = wait_xpath(
+        &c,
+        &format!("{}//input[@type='checkbox']", row("acme/web-client")),
+    )
+    .await;
+    web.click().await.expect("tick");
+    click(&c, "", "Create knowledge layer").await;
+    wait_text(
+        &c,
+        ".flash",
+        "Building the knowledge layer for 1 repository.",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for name in ["acme/api-server", "tools/cli"] {
+            let (state, text) = state_of(name).await;
+            assert_eq!(state, "ready", "{name} stays ready: {text}");
+        }
+        let (web_state, web_text) = state_of("acme/web-client").await;
+        if web_state == "failed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "web-client did not fail: {web_text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = wait_text(
+        &c,
+        &format!("#{} .status.failed", row_id(&c, "acme/web-client").await),
+        "Bitbucket refused access to this repository",
+    )
+    .await;
+    assert!(!refused.contains("http status"), "{refused}");
+    shots.take(&c, "09b-repositories-refused", true).await;
 
     // Search: a word with operators; results come grouped by file.
     click(&c, "//nav", "Search").await;
     wait_path(&c, "/search").await;
     shots.take(&c, "10-search", true).await;
+    // At the keyboard: Escape leaves the box, "/" comes back to it, Enter searches.
+    keys(&c, "\u{e00c}").await;
+    assert_ne!(focused_id(&c).await, "q");
+    keys(&c, "/").await;
+    assert_eq!(focused_id(&c).await, "q", "/ focuses the search box");
     let query = "parse_config lang:rust -path:tests/";
-    let input = c.find(Locator::Id("q")).await.expect("search box");
-    input.send_keys(query).await.expect("type");
-    click(&c, "//form[@role='search']", "Search").await;
+    keys(&c, &format!("{query}\u{e007}")).await;
     wait_path(&c, "/search?q=").await;
-    wait_text(&c, ".summary", "3 files").await;
+    wait_text(&c, ".summary", "4 files").await;
     let files = c
         .find_all(Locator::Css(".card.file h2"))
         .await
@@ -678,6 +832,7 @@ async fn the_whole_journey_in_chromium() {
     for want in [
         "api-server · src/config.rs",
         "api-server · src/main.rs",
+        "api-server · src/settings.rs",
         "cli · src/main.rs",
     ] {
         assert!(
@@ -695,6 +850,75 @@ async fn the_whole_journey_in_chromium() {
         .expect("marks");
     assert!(!marks.is_empty(), "hits are highlighted");
     assert_eq!(marks[0].text().await.expect("mark"), "parse_config");
+    // Every snippet counts its lines up without repeating one; close matches share a
+    // snippet, and a separator stands where lines are left out.
+    let snippets = c
+        .execute(
+            "return Array.from(document.querySelectorAll('.card.file')).map(card => [\
+               card.querySelector('h2').textContent, \
+               Array.from(card.querySelectorAll('table.code tr')).map(tr => \
+                 tr.classList.contains('gap') ? 'gap' : tr.querySelector('td.ln').textContent.trim())]);",
+            vec![],
+        )
+        .await
+        .expect("snippets");
+    for card in snippets.as_array().expect("cards") {
+        let (file, rows) = (card[0].as_str().unwrap_or_default(), &card[1]);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut previous = 0u64;
+        for row in rows.as_array().expect("rows") {
+            if row == "gap" {
+                previous = 0;
+                continue;
+            }
+            // A definition's number cell also says "def".
+            let n: u64 = row
+                .as_str()
+                .and_then(|t| t.split_whitespace().next()?.parse().ok())
+                .expect("a line number");
+            assert!(seen.insert(n), "{file} shows line {n} twice: {rows}");
+            assert!(previous == 0 || n == previous + 1, "{file}: {rows}");
+            previous = n;
+        }
+        if file.contains("settings.rs") {
+            assert_eq!(
+                rows,
+                &json!(["1", "2", "3", "4", "5", "6", "gap", "21", "22", "23"]),
+                "{file}"
+            );
+        }
+    }
+    // Syntax colours in the snippets, with the matches still marked.
+    wait_xpath(&c, "//section[contains(@class,'file')]//table[contains(@class,'code')]//span[contains(@class,'hljs-keyword')]").await;
+    // The facets add up to the total.
+    let sums = c
+        .execute(
+            "return Array.from(document.querySelectorAll('.facets ul')).map(ul => \
+               Array.from(ul.querySelectorAll('li > .muted')).reduce((s, n) => s + Number(n.textContent), 0));",
+            vec![],
+        )
+        .await
+        .expect("facets");
+    assert_eq!(
+        sums,
+        json!([4, 4]),
+        "repository and language counts add up to 4 files"
+    );
+    // j and k move through the results; the focused one is marked.
+    keys(&c, "\u{e00c}").await;
+    keys(&c, "j").await;
+    keys(&c, "j").await;
+    keys(&c, "k").await;
+    let current = c
+        .execute(
+            "const cards = Array.from(document.querySelectorAll('.card.file')); \
+             return [cards.findIndex(c => c.classList.contains('current')), \
+                     cards.findIndex(c => c.contains(document.activeElement))];",
+            vec![],
+        )
+        .await
+        .expect("current");
+    assert_eq!(current, json!([0, 0]), "j, j, k lands on the first result");
     shots.take(&c, "11-search-results", true).await;
 
     // Click a result line → the file view at that line.
@@ -718,6 +942,17 @@ async fn the_whole_journey_in_chromium() {
     wait_path(&c, "/repos/").await;
     let url = c.current_url().await.expect("url");
     assert_eq!(url.fragment(), Some(format!("L{line}").as_str()), "{url}");
+    // "View on Bitbucket" opens the same line there.
+    let on_bitbucket = wait_xpath(&c, "//a[@id='on-bitbucket']")
+        .await
+        .prop("href")
+        .await
+        .expect("href")
+        .unwrap_or_default();
+    assert!(
+        on_bitbucket.ends_with(&format!("#lines-{line}")),
+        "{on_bitbucket}"
+    );
     let target = wait_xpath(&c, &format!("//tr[@id='L{line}']")).await;
     assert_eq!(
         target
@@ -746,7 +981,62 @@ async fn the_whole_journey_in_chromium() {
     wait_text(&c, "mark", "parse_config").await;
     shots.take(&c, "12-file-view", true).await;
     click(&c, "", "Back to results").await;
-    wait_text(&c, ".summary", "3 files").await;
+    wait_text(&c, ".summary", "4 files").await;
+
+    // A regex with an unclosed group, typed at the keyboard: the error points at the "(".
+    keys(&c, "/").await;
+    keys(&c, "x /a(b/\u{e007}").await;
+    wait_path(&c, "/search?q=x").await;
+    let error = wait_text(&c, ".flash.error", "invalid regex").await;
+    assert!(
+        error.contains("invalid regex: unclosed group (at character 5)"),
+        "{error}"
+    );
+    assert!(!error.contains("error:"), "says error once: {error}");
+    let caret = c
+        .execute(
+            "return document.querySelector('pre.caret .at').textContent;",
+            vec![],
+        )
+        .await
+        .expect("caret");
+    assert_eq!(caret, json!("    ^"), "the caret stands under the (");
+    shots.take(&c, "12b-search-regex-error", true).await;
+
+    // Symbols: the file that defines parse_config leads, its line marked "def"; a use links
+    // to the definition, and the file view there shows the outline.
+    c.goto(&app.at("/search?q=parse_config%20lang:rust%20-path:tests/"))
+        .await
+        .expect("search again");
+    let first = c
+        .find(Locator::Css(".card.file h2"))
+        .await
+        .expect("first file")
+        .text()
+        .await
+        .expect("heading");
+    assert!(first.contains("api-server · src/config.rs"), "{first}");
+    wait_text(&c, ".card.file td.ln .def", "def").await;
+    wait_xpath(
+        &c,
+        "//section[contains(@class,'file')][.//h2[contains(., 'api-server · src/main.rs')]]//td[contains(@class,'ln')]/a",
+    )
+    .await
+    .click()
+    .await
+    .expect("open main.rs");
+    wait_text(&c, "h1", "src/main.rs").await;
+    let use_site = wait_xpath(&c, "//a[contains(@class,'def') and text()='parse_config']").await;
+    use_site.click().await.expect("go to definition");
+    wait_text(&c, "h1", "src/config.rs").await;
+    let url = c.current_url().await.expect("url");
+    assert_eq!(url.fragment(), Some("L7"), "{url}");
+    wait_text(&c, "details.outline", "function parse_config").await;
+    wait_text(&c, "details.outline", "struct Config").await;
+    shots.take(&c, "12b-go-to-definition", true).await;
+    c.back().await.expect("back");
+    c.back().await.expect("back to results");
+    wait_text(&c, ".summary", "4 files").await;
 
     // The query help, a search without hits and a missing page read well too.
     click(&c, "", "Query syntax").await;
@@ -818,6 +1108,46 @@ async fn the_whole_journey_in_chromium() {
     wait_text(&c, "#tokens", "copy it now").await;
     wait_text(&c, "#tokens td", "my laptop").await;
     shots.take(&c, "19-account-token", true).await;
+    // A token for an assistant: the snippets carry it, ready to copy.
+    click(&c, "", "Make a token for an assistant").await;
+    wait_text(&c, "#tokens", "copy it now").await;
+    let token = wait_xpath(&c, "//*[@id='tokens']//pre/code")
+        .await
+        .text()
+        .await
+        .expect("token");
+    let snippets = wait_text(&c, "#assistants", "claude mcp add").await;
+    assert!(
+        !snippets.contains("<token>") && snippets.matches(token.trim()).count() == 3,
+        "the three snippets carry the token: {snippets}"
+    );
+    cdp(
+        &c,
+        "Browser.grantPermissions",
+        json!({"origin": app.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}),
+    )
+    .await;
+    let copy = wait_xpath(
+        &c,
+        "//*[@id='assistant-token']/following::button[normalize-space()='Copy'][1]",
+    )
+    .await;
+    copy.click().await.expect("copy");
+    wait_text(&c, "#assistants button.copy", "Copied").await;
+    let copied = c
+        .execute_async(
+            "const done = arguments[0]; navigator.clipboard.readText().then(done, e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("clipboard");
+    assert!(
+        copied
+            .as_str()
+            .is_some_and(|t| t.starts_with("claude mcp add") && t.contains(token.trim())),
+        "{copied}"
+    );
+    shots.take(&c, "19b-account-assistant", true).await;
     click(&c, "", "Disconnect Bitbucket…").await;
     wait_path(&c, "/account/disconnect").await;
     wait_text(&c, "h1", "Disconnect Bitbucket?").await;
@@ -836,7 +1166,7 @@ async fn the_whole_journey_in_chromium() {
     shots.take(&c, "21-signed-out", true).await;
     // The old session is gone: a signed-in page sends the browser back to the start.
     c.goto(&app.at("/workspaces")).await.expect("workspaces");
-    assert_eq!(path(&c).await, "/");
+    assert_eq!(path(&c).await, "/?next=%2Fworkspaces");
     wait_xpath(&c, "//a[normalize-space()='Sign in with Bitbucket']").await;
 
     c.close().await.expect("close the browser");
@@ -846,4 +1176,113 @@ async fn the_whole_journey_in_chromium() {
         started.elapsed().as_secs_f64(),
         shots.dir.display()
     );
+}
+
+/// How fresh each index is, on the repositories page: up to date, or Bitbucket ahead while a
+/// pushed commit is being fetched (screenshots `20-freshness-*`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_on_the_repositories_page_in_chromium() {
+    let app = TestApp::start(
+        Backend::Sqlite,
+        Options {
+            env: vec![("CODELAYER_POLL_SECS", "2".into())],
+            ..Options::default()
+        },
+    )
+    .await;
+    let grace = app.fake.add_user("Grace Hopper");
+    app.fake.add_workspace("acme", "Acme Corp");
+    app.fake.add_member("acme", &grace, "member");
+    for slug in ["api-server", "web-client"] {
+        app.fake.add_repo("acme", slug);
+        app.fake.commit(
+            "acme",
+            slug,
+            "main",
+            &[("README.md", format!("# {slug}\n").as_str().into())],
+        );
+    }
+    let driver = ChromeDriver::start().await;
+    let c = driver.browser().await;
+    let shots = Shots::new();
+    viewport(&c, 1280, 900, false).await;
+    c.goto(&app.url).await.expect("home");
+    click(&c, "", "Sign in with Bitbucket").await;
+    click(&c, "", "Grant access").await;
+    // One workspace: linked by itself, and the app lands on its repositories (their list
+    // loads in the background: slow when the machine is busy).
+    wait_path(&c, "/repositories").await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while c
+        .find(Locator::XPath(&row("acme/web-client")))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the repository list loads");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.expect("reload");
+    }
+    c.execute(
+        "document.querySelectorAll('input[name=ids]').forEach(b => { b.checked = true; });",
+        vec![],
+    )
+    .await
+    .expect("tick");
+    click(&c, "", "Create knowledge layer").await;
+    wait_path(&c, "/repositories").await;
+    let fresh = |state: &'static str| format!("//span[@data-fresh='{state}']");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c
+        .find_all(Locator::XPath(&fresh("up-to-date")))
+        .await
+        .map_or(0, |f| f.len())
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "both repositories indexed and checked"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.expect("reload");
+    }
+    shots.take(&c, "20-freshness-up-to-date", true).await;
+
+    // A push whose fetch takes a while: the page says Bitbucket is ahead meanwhile.
+    app.fake.set_latency(
+        &FakeBitbucket::git_pack_path("acme", "web-client"),
+        Duration::from_secs(20),
+    );
+    let pushed = app.fake.commit(
+        "acme",
+        "web-client",
+        "main",
+        &[("README.md", "# web-client, pushed\n".into())],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.find(Locator::XPath(&fresh("ahead"))).await.is_err() {
+        assert!(Instant::now() < deadline, "the page shows Bitbucket ahead");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.expect("reload");
+    }
+    let ahead = wait_xpath(
+        &c,
+        &format!("{}//span[@data-fresh='ahead']", row("acme/web-client")),
+    )
+    .await
+    .text()
+    .await
+    .expect("text");
+    assert!(ahead.contains("Bitbucket is ahead since"), "{ahead}");
+    assert!(ahead.contains(&pushed[..7]), "{ahead}");
+    assert!(ahead.contains("updating"), "{ahead}");
+    let other = wait_xpath(
+        &c,
+        &format!("{}//span[@data-fresh]", row("acme/api-server")),
+    )
+    .await
+    .text()
+    .await
+    .expect("text");
+    assert!(other.contains("up to date"), "{other}");
+    shots.take(&c, "20-freshness-ahead", true).await;
 }

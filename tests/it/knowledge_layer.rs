@@ -16,7 +16,31 @@ on_both_databases!(
     sync_now_follows_new_commits_and_skips_unchanged_heads,
     revoked_token_fails_clearly_and_redirects_get_no_credentials,
     killed_mid_indexing_restarts_and_finishes,
+    a_refused_clone_says_why,
 );
+
+/// Bitbucket answering git with 403: the row says it in words a person can act on.
+async fn a_refused_clone_says_why(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fake.add_workspace("acme", "Acme");
+    app.fake.add_repo("acme", "locked");
+    app.fake
+        .commit("acme", "locked", "main", &[("a.txt", "x\n".into())]);
+    let (browser, ids) = one_workspace_existing(&app, &["locked"]).await;
+    app.fake.fail_next("/acme/locked.git", 403, 10, None);
+    browser
+        .post(app.at("/api/v1/repositories/index"))
+        .json(&json!({"ids": ids}))
+        .send()
+        .await
+        .expect("index");
+    let failed = wait_for_state(&browser, &app, ids[0], "failed").await;
+    assert_eq!(
+        failed["error"],
+        "Bitbucket refused access to this repository — your account may have lost read access to it",
+        "{failed}"
+    );
+}
 
 async fn repo_id(app: &TestApp, slug: &str) -> i64 {
     poll_for(10, "the repository list loads", || async {
@@ -51,6 +75,7 @@ fn contains(shard: &Shard, text: &str) -> bool {
         exclude_languages: vec![],
         max_matches_per_file: 10,
         max_files: 0,
+        ..ShardQuery::default()
     };
     shard.search(&query).expect("search").total_files > 0
 }

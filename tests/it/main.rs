@@ -6,8 +6,10 @@
 mod common;
 
 mod browser;
+mod counting;
 mod deployment;
 mod fake_bitbucket;
+mod freshness;
 mod hostile;
 mod knowledge_layer;
 mod mcp;
@@ -15,4 +17,5 @@ mod mcp_oauth;
 mod purge;
 mod search;
 mod sign_in;
+mod symbols;
 mod workspaces;

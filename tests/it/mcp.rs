@@ -98,6 +98,8 @@ async fn tools_answer_like_the_search_page(backend: Backend) {
     assert_eq!(
         names,
         [
+            "file_outline",
+            "find_symbol",
             "list_files",
             "list_repositories",
             "read_file",

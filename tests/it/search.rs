@@ -232,7 +232,7 @@ async fn results_page_file_view_and_errors(backend: Backend) {
         bad.text()
             .await
             .expect("body")
-            .contains("never closed (at character 4)")
+            .contains("never closed (at character 5)")
     );
 
     // Cursor pagination through a common word.

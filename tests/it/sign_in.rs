@@ -163,7 +163,8 @@ async fn sign_in_shows_the_display_name_and_sign_out_ends_it(backend: Backend) {
         StatusCode::SEE_OTHER,
         "signed out: sent home"
     );
-    assert_eq!(location(&after), "/");
+    // …carrying the page, so that signing in again lands on it.
+    assert_eq!(location(&after), "/?next=%2Faccount");
     let api = browser
         .get(app.at("/api/v1/workspaces"))
         .send()
@@ -398,6 +399,29 @@ async fn bitbucket_errors_and_timeouts_end_on_a_friendly_page(backend: Backend) 
         .await
         .expect("count");
     assert_eq!(connections, 0);
+
+    // A BITBUCKET_API_URL that answers 404 is named as the likely cause, not "try again".
+    let misconfigured = TestApp::start(
+        backend,
+        Options {
+            env: vec![(
+                "BITBUCKET_API_URL",
+                format!("{}/not-the-api", app.fake.url()),
+            )],
+            fake: Some(app.fake.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let page = misconfigured
+        .sign_in_until_callback(&misconfigured.browser(), &user, "grant")
+        .await;
+    assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
+    let body = page.text().await.expect("body");
+    assert!(
+        body.contains("answered 404 Not Found") && body.contains("BITBUCKET_API_URL"),
+        "{body}"
+    );
 
     // Unreachable: nothing listens on the token endpoint's port any more.
     let gone = TestApp::start(

@@ -1,6 +1,7 @@
 //! Tests of building and reading shards over a bare repository made with git2.
 
 mod search;
+mod symbols;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -262,7 +263,11 @@ fn shard_holds_an_index_and_a_compressed_content_file() -> Result<(), IndexError
         &Limits::default(),
         &progress,
     )?;
-    assert_eq!(files_in(&dir), ["content.bin", "index"]);
+    assert_eq!(
+        files_in(&dir),
+        ["VERSION", "content.bin", "index", "symbols.bin"]
+    );
+    assert!(crate::index::shard_is_current(&dir));
     let content_len = std::fs::metadata(dir.join("content.bin"))?.len();
     assert!(
         content_len < stats.bytes / 2,

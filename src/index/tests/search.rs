@@ -321,3 +321,44 @@ fn trigram_candidates_prune() -> Result<(), IndexError> {
     );
     Ok(())
 }
+
+#[test]
+fn a_search_may_stop_once_enough_files_matched() {
+    let q = words(&["common"]);
+    let prepared = PreparedQuery::new(&q).expect("prepares");
+    let exact = fixture().shard.search_prepared(&prepared).expect("search");
+    assert!(!exact.early);
+    assert!(exact.total_files > 200, "{}", exact.total_files);
+
+    let stop = crate::index::Stop::never().after_matches(10);
+    let early = fixture()
+        .shard
+        .search_until(&prepared, &stop)
+        .expect("search");
+    assert!(early.early, "it stopped early");
+    assert_eq!(
+        early.total_files, 10,
+        "a lower bound: exactly the files it needed"
+    );
+    // Every file it found is a real match, with its lines available afterwards.
+    for f in &early.files {
+        let (lines, count) = fixture().shard.lines(f.doc, &prepared, 5).expect("lines");
+        assert!(
+            count >= 1 && lines[0].text.to_lowercase().contains("common"),
+            "{}",
+            f.path
+        );
+    }
+    // It looked at the best-ranked files first: shallow source files before the deep ones.
+    let deepest = early
+        .files
+        .iter()
+        .map(|f| f.path.matches('/').count())
+        .max();
+    let exact_deepest = exact
+        .files
+        .iter()
+        .map(|f| f.path.matches('/').count())
+        .max();
+    assert!(deepest <= exact_deepest);
+}

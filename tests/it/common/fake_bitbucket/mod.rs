@@ -431,6 +431,35 @@ impl FakeBitbucket {
         }
     }
 
+    /// The next `times` ref advertisements of `workspace/slug` (`GET /<ws>/<slug>.git/info/refs`,
+    /// what `git ls-remote` and the start of every fetch ask for) answer 429 with Bitbucket's
+    /// plain-text rate-limit body, as its git endpoint does over budget.
+    pub fn fail_git_refs(&self, workspace: &str, slug: &str, times: usize) {
+        self.fail_next(&Self::git_refs_path(workspace, slug), 429, times, None);
+    }
+
+    /// The path of a repository's ref advertisement, as the request log records it.
+    pub fn git_refs_path(workspace: &str, slug: &str) -> String {
+        format!("/{workspace}/{slug}.git/info/refs")
+    }
+
+    /// The path of a repository's pack request (a fetch or clone, never a head check).
+    pub fn git_pack_path(workspace: &str, slug: &str) -> String {
+        format!("/{workspace}/{slug}.git/git-upload-pack")
+    }
+
+    /// Every request's path and arrival time, oldest first (faulted ones too).
+    pub fn request_log(&self) -> Vec<(String, Instant)> {
+        self.lock().requests.clone()
+    }
+
+    /// Like [`Self::request_log`], only the requests that carried credentials: git asks
+    /// without them first and repeats the request after the 401, so for git these count
+    /// the operations (a head check, a fetch's advertisement) and the log counts both.
+    pub fn authorized_log(&self) -> Vec<(String, Instant)> {
+        self.lock().authorized.clone()
+    }
+
     /// Delays every request whose path starts with `path_prefix` (the longest matching prefix
     /// wins; `Duration::ZERO` removes the delay).
     pub fn set_latency(&self, path_prefix: &str, delay: Duration) {

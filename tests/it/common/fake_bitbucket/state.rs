@@ -89,6 +89,8 @@ pub(super) struct State {
     pub faults: Vec<Fault>,
     pub latency: Vec<(String, Duration)>,
     pub requests: Vec<(String, Instant)>,
+    /// The requests that carried credentials (git asks without first, then answers the 401).
+    pub authorized: Vec<(String, Instant)>,
     pub token_grants: Vec<String>,
 }
 
@@ -111,6 +113,7 @@ impl State {
             faults: Vec::new(),
             latency: Vec::new(),
             requests: Vec::new(),
+            authorized: Vec::new(),
             token_grants: Vec::new(),
         }
     }

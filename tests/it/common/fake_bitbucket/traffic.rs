@@ -38,6 +38,9 @@ pub(super) async fn observe(
     let (delay, fault) = {
         let mut st = shared.lock();
         st.requests.push((path.clone(), arrived));
+        if req.headers().contains_key(header::AUTHORIZATION) {
+            st.authorized.push((path.clone(), arrived));
+        }
         if let Some(grant) = grant {
             st.token_grants.push(grant);
         }
