@@ -1,5 +1,6 @@
-//! The account: personal access tokens for the API and MCP, and disconnecting Bitbucket
-//! (which deletes everything codelayer holds about the user).
+//! The account: personal access tokens for the API and MCP, the assistants connected over
+//! OAuth (listed and revoked here, issued by `mcp_auth`), and disconnecting Bitbucket (which
+//! deletes everything codelayer holds about the user).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -19,6 +20,7 @@ use crate::{
     identity::ApiUser,
     ids::{CurrentUser, UserId},
     jobs::Job,
+    mcp_auth::grants::{self, GrantView},
     state::AppState,
     view::{Flash, format_time, human_bytes},
 };
@@ -107,7 +109,15 @@ pub async fn disconnect(state: &AppState, user_id: UserId) -> Result<(), AppErro
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    for table in ["sessions", "api_tokens", "bitbucket_connections"] {
+    // MCP grants go now too (their codes and tokens cascade): no assistant keeps access.
+    for table in [
+        "sessions",
+        "api_tokens",
+        "oauth_codes",
+        "oauth_tokens",
+        "oauth_grants",
+        "bitbucket_connections",
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE user_id = $1"
         )))
@@ -129,6 +139,7 @@ pub struct AccountPage {
     nickname: String,
     connected: bool,
     tokens: Vec<TokenView>,
+    grants: Vec<GrantView>,
     new_token: Option<NewToken>,
     flash: Option<Flash>,
     mcp_url: String,
@@ -182,6 +193,7 @@ pub async fn page(
         nickname,
         connected: state.tokens.is_connected(user.id).await?,
         tokens: list_tokens(&state, user.id).await?,
+        grants: grants::list_for_user(&state, user.id).await?,
         new_token,
         flash: Flash::take(&session).await,
         mcp_url: format!("{}/mcp", state.config.public_origin()),
@@ -225,7 +237,7 @@ pub async fn create_form(
     }
     Ok(Redirect::to(
         if form.then.as_deref() == Some("assistants") {
-            "/account#assistants"
+            "/account#assistant-token"
         } else {
             "/account#tokens"
         },
@@ -244,6 +256,20 @@ pub async fn revoke_form(
     Ok(Redirect::to("/account#tokens"))
 }
 
+/// `POST /account/grants/{id}/revoke`: disconnects an assistant.
+pub async fn revoke_grant_form(
+    State(state): State<AppState>,
+    session: Session,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<Redirect, AppError> {
+    grants::revoke_for_user(&state, user.id, id).await?;
+    Flash::ok("Access revoked: the assistant must be approved again to read your code.")
+        .set(&session)
+        .await;
+    Ok(Redirect::to("/account#assistants"))
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "disconnect_account.html")]
 pub struct DisconnectPage {
@@ -252,6 +278,7 @@ pub struct DisconnectPage {
     repositories: i64,
     indexed: String,
     tokens: usize,
+    assistants: usize,
 }
 
 /// `GET /account/disconnect`: what disconnecting Bitbucket deletes.
@@ -275,6 +302,7 @@ pub async fn confirm_disconnect(
     .await?;
     Ok(DisconnectPage {
         tokens: list_tokens(&state, user.id).await?.len(),
+        assistants: grants::list_for_user(&state, user.id).await?.len(),
         user: Some(user),
         workspaces,
         repositories,
@@ -330,4 +358,22 @@ pub async fn api_disconnect(
 ) -> Result<StatusCode, ApiError> {
     disconnect(&state, user.id).await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// `GET /api/v1/account/grants`: the assistants connected over OAuth.
+pub async fn api_grants(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Json<Vec<GrantView>>, ApiError> {
+    Ok(Json(grants::list_for_user(&state, user.id).await?))
+}
+
+/// `DELETE /api/v1/account/grants/{id}`.
+pub async fn api_revoke_grant(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    grants::revoke_for_user(&state, user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -19,7 +19,8 @@ use tower_sessions::{
 
 pub use crate::state::{AppState, Tuning};
 use crate::{
-    account, freshness, identity, mcp, pages, repositories, search, signin, worker, workspaces,
+    account, freshness, identity, mcp, mcp_auth, pages, repositories, search, signin, worker,
+    workspaces,
 };
 
 /// A ready-to-serve application: connected, migrated, with its background tasks defined.
@@ -50,6 +51,7 @@ impl App {
             .route("/account", get(account::page))
             .route("/account/tokens", post(account::create_form))
             .route("/account/tokens/{id}/revoke", post(account::revoke_form))
+            .route("/account/grants/{id}/revoke", post(account::revoke_grant_form))
             .route(
                 "/account/disconnect",
                 get(account::confirm_disconnect).post(account::disconnect_form),
@@ -59,6 +61,11 @@ impl App {
                 get(account::api_list).post(account::api_create),
             )
             .route("/api/v1/account/tokens/{id}", axum::routing::delete(account::api_revoke))
+            .route("/api/v1/account/grants", get(account::api_grants))
+            .route(
+                "/api/v1/account/grants/{id}",
+                axum::routing::delete(account::api_revoke_grant),
+            )
             .route("/api/v1/account/disconnect", post(account::api_disconnect))
             .route("/static/app.css", get(pages::stylesheet))
             .route("/healthz", get(|| async { "ok" }))
@@ -98,6 +105,7 @@ impl App {
                     .layer(middleware::from_fn_with_state(state.clone(), mcp::authenticate))
                     .service(mcp::service(state.clone())),
             )
+            .merge(mcp_auth::routes())
             .fallback(|| async { crate::error::AppError::NotFound })
             .layer(middleware::from_fn_with_state(state.clone(), identity::csrf_guard))
             .layer(middleware::from_fn_with_state(
@@ -121,12 +129,16 @@ impl App {
     ) -> anyhow::Result<()> {
         let router = self.router();
         let sessions = self.state.sessions.clone();
+        let state = self.state.clone();
         let cleanup = tokio::spawn(async move {
             let mut hourly = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 hourly.tick().await;
                 if let Err(e) = tower_sessions::ExpiredDeletion::delete_expired(&sessions).await {
                     tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
+                if let Err(e) = mcp_auth::grants::delete_expired(&state).await {
+                    tracing::warn!(error = %e, "deleting expired MCP tokens failed");
                 }
             }
         });

@@ -51,6 +51,8 @@ pub struct Config {
     /// Searches that run at once, in all and per user.
     pub search_concurrency: usize,
     pub search_per_user: usize,
+    /// Ceiling of one MCP tool answer in bytes; longer answers are cut and say how to go on.
+    pub mcp_answer_bytes: usize,
     /// Recent search answers kept per user (0: none).
     pub search_cache_per_user: usize,
 }
@@ -103,6 +105,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_SEARCH_DEADLINE_MS", Some("10000")),
     ("CODELAYER_SEARCH_CONCURRENCY", Some("4")),
     ("CODELAYER_SEARCH_PER_USER", Some("2")),
+    ("CODELAYER_MCP_ANSWER_BYTES", Some("60000")),
     ("CODELAYER_SEARCH_CACHE", Some("32")),
     ("RUST_LOG", Some("info")),
 ];
@@ -229,6 +232,8 @@ impl Config {
         let search_concurrency =
             usize::try_from(number("CODELAYER_SEARCH_CONCURRENCY", 1)).unwrap_or(4);
         let search_per_user = usize::try_from(number("CODELAYER_SEARCH_PER_USER", 1)).unwrap_or(2);
+        let mcp_answer_bytes =
+            usize::try_from(number("CODELAYER_MCP_ANSWER_BYTES", 4096)).unwrap_or(60_000);
         let search_cache_per_user =
             usize::try_from(number("CODELAYER_SEARCH_CACHE", 0)).unwrap_or(32);
         let poll_share_percent = match u32::try_from(poll_share) {
@@ -274,6 +279,7 @@ impl Config {
             search_deadline,
             search_concurrency,
             search_per_user,
+            mcp_answer_bytes,
             search_cache_per_user,
         })
     }

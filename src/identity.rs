@@ -102,7 +102,8 @@ pub async fn user_for_api_token(
     load_user(state, user_id).await
 }
 
-async fn load_user(state: &AppState, user_id: UserId) -> Result<Option<CurrentUser>, AppError> {
+/// A live (not purging) account by id, as every way of signing in loads it.
+pub async fn load_user(state: &AppState, user_id: UserId) -> Result<Option<CurrentUser>, AppError> {
     let name: Option<String> =
         sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1 AND purging = 0")
             .bind(user_id)
@@ -135,8 +136,13 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
             .get("sec-fetch-site")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|s| s == "same-origin");
-    // /mcp never reads the cookie: its own guard demands a bearer token (401 otherwise).
-    let cookieless = request.uri().path() == "/mcp" || request.uri().path().starts_with("/mcp/");
+    // /mcp never reads the cookie: its own guard demands a bearer token (401 otherwise); nor
+    // do the OAuth endpoints programs call (`mcp_auth`'s register, token and revoke, named
+    // here because this floor cannot import that one).
+    let path = request.uri().path();
+    let cookieless = path == "/mcp"
+        || path.starts_with("/mcp/")
+        || ["/oauth/token", "/oauth/register", "/oauth/revoke"].contains(&path);
     if safe || bearer || same_origin || cookieless {
         return next.run(request).await;
     }

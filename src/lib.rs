@@ -7,7 +7,7 @@
 //! 2. `auth`, `jobs`, `shards`, then `bitbucket`
 //! 3. `state`
 //! 4. `identity`, `visible`, `purge`, `sync`
-//! 5. `workspaces`, then `repositories`, `search`, `account`, `signin`, `pages`, `freshness`
+//! 5. `workspaces`, `mcp_auth`, then `repositories`, `search`, `account`, `signin`, `pages`, `freshness`
 //! 6. `mcp`, `worker`, then `app` (the router: nothing imports it)
 
 pub mod account;
@@ -26,6 +26,7 @@ pub mod index;
 pub mod jobs;
 pub mod layout;
 pub mod mcp;
+pub mod mcp_auth;
 pub mod pages;
 pub mod purge;
 pub mod recent;

@@ -10,7 +10,7 @@ use axum::{
 };
 use tower_sessions::Session;
 
-use crate::{error::AppError, identity, ids::CurrentUser, state::AppState};
+use crate::{error::AppError, identity, ids::CurrentUser, search::syntax, state::AppState};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "home.html")]
@@ -83,11 +83,19 @@ pub async fn script() -> impl IntoResponse {
 #[template(path = "search_help.html")]
 pub struct SearchHelpPage {
     user: Option<CurrentUser>,
+    forms: &'static [syntax::Form],
+    examples: &'static [(&'static str, &'static str)],
+    notes: String,
 }
 
-/// `GET /search/help`: the query language.
+/// `GET /search/help`: the query language, from the description MCP's tools carry too.
 pub async fn search_help(user: CurrentUser) -> SearchHelpPage {
-    SearchHelpPage { user: Some(user) }
+    SearchHelpPage {
+        user: Some(user),
+        forms: syntax::FORMS,
+        examples: syntax::EXAMPLES,
+        notes: syntax::notes(),
+    }
 }
 
 /// `GET /static/vendor/highlight.min.js` (highlight.js 11.12, BSD-3-Clause, vendored).

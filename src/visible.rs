@@ -16,6 +16,8 @@ pub struct Searchable {
     pub slug: String,
     pub full_name: String,
     pub indexed_commit: String,
+    /// When the indexed commit's shard was built (unix seconds).
+    pub indexed_at: Option<i64>,
     pub html_url: String,
     /// Bitbucket's main branch head when last checked, and when that was.
     pub head_commit: Option<String>,
@@ -37,7 +39,7 @@ impl Searchable {
     }
 }
 
-const READABLE: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.full_name, r.indexed_commit, r.html_url, \
+const READABLE: &str = "SELECT r.id, w.slug AS workspace, r.slug, r.full_name, r.indexed_commit, r.indexed_at, r.html_url, \
        r.head_commit, r.checked_at \
      FROM repositories r \
      JOIN workspaces w ON w.id = r.workspace_id AND w.user_id = $1 \

@@ -84,6 +84,12 @@ impl SecretBox {
     }
 }
 
+/// Whether two secrets are equal, comparing every byte: how far they agree must not show in
+/// the time the comparison takes.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// `n` random bytes from the operating system's CSPRNG, URL-safe base64 encoded.
 pub fn random_token(n: usize) -> String {
     let mut bytes = vec![0u8; n];

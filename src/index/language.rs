@@ -186,6 +186,15 @@ pub fn language_aliases(name: &str) -> Option<&'static str> {
         .find(|lang| *lang == name)
 }
 
+/// Every language name `lang:` accepts besides the aliases (for "did you mean").
+pub fn language_names() -> impl Iterator<Item = &'static str> {
+    EXTENSIONS
+        .iter()
+        .chain(FILE_NAMES)
+        .map(|(_, lang)| *lang)
+        .chain(ALIASES.iter().map(|(alias, _)| *alias))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,81 @@ pub(crate) fn line_matches(
     (out, count)
 }
 
+/// Every matching line (with its ranges) and `context` lines each side of it (without),
+/// ascending and each line once: runs of matches closer than `2 × context` lines merge.
+/// Matching lines are cut like search results, context lines from their start.
+pub(crate) fn excerpt_lines(
+    content: &[u8],
+    starts: &[usize],
+    mut hits: Vec<(usize, usize, usize)>,
+    context: usize,
+) -> Vec<ExcerptLine> {
+    hits.sort_unstable();
+    let mut out: Vec<ExcerptLine> = Vec::new();
+    let mut next = 0; // the first line index not yet in `out`
+    let mut i = 0;
+    while i < hits.len() {
+        let line = hits[i].0;
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        while i < hits.len() && hits[i].0 == line {
+            let (_, s, e) = hits[i];
+            match ranges.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => ranges.push((s, e)),
+            }
+            i += 1;
+        }
+        for c in line.saturating_sub(context).max(next)..line {
+            out.push(ExcerptLine::context(c, line_at(content, starts, c)));
+        }
+        let (text, ranges) = cut_around_match(line_at(content, starts, line), &ranges);
+        out.push(ExcerptLine {
+            line: number(line),
+            text,
+            ranges,
+        });
+        // Context after this line, up to the next match (which brings its own).
+        let upcoming = hits.get(i).map_or(usize::MAX, |h| h.0);
+        let last = (line + context).min(starts.len() - 1);
+        for c in line + 1..=last {
+            if c >= upcoming {
+                break;
+            }
+            out.push(ExcerptLine::context(c, line_at(content, starts, c)));
+        }
+        next = out.last().map_or(0, |l| l.line as usize);
+    }
+    out
+}
+
+/// One line of an excerpt: its 1-based number, its text (cut), and where the query matched
+/// in it (empty for a context line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExcerptLine {
+    pub line: u32,
+    pub text: String,
+    pub ranges: Vec<(usize, usize)>,
+}
+
+impl ExcerptLine {
+    fn context(index: usize, bytes: &[u8]) -> ExcerptLine {
+        ExcerptLine {
+            line: number(index),
+            text: context_line(bytes),
+            ranges: Vec::new(),
+        }
+    }
+
+    /// Whether the query matched on this line (else it is context).
+    pub fn is_match(&self) -> bool {
+        !self.ranges.is_empty()
+    }
+}
+
+fn number(index: usize) -> u32 {
+    u32::try_from(index + 1).unwrap_or(u32::MAX)
+}
+
 /// A matching line as text, cut to `MAX_LINE_BYTES` around its first match with an
 /// ellipsis at each cut end; ranges move with the text and are clipped to the window.
 pub(crate) fn cut_around_match(
@@ -246,6 +321,31 @@ mod tests {
         assert!(text.len() < 400);
         // Context lines are cut too.
         assert!(context_line(&line).len() <= MAX_LINE_BYTES + ELLIPSIS.len());
+    }
+
+    #[test]
+    fn excerpts_merge_close_matches_and_keep_each_line_once() {
+        let content: String = (1..=30).map(|n| format!("line {n}\n")).collect();
+        let content = content.as_bytes();
+        let starts = line_starts(content);
+        // Matches on lines 3, 6 and 20 (indices 2, 5, 19), two lines of context.
+        let hits = vec![(5, 0, 4), (2, 0, 4), (19, 0, 4), (2, 5, 6)];
+        let lines = excerpt_lines(content, &starts, hits, 2);
+        let numbers: Vec<u32> = lines.iter().map(|l| l.line).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8, 18, 19, 20, 21, 22]);
+        let matched: Vec<u32> = lines
+            .iter()
+            .filter(|l| l.is_match())
+            .map(|l| l.line)
+            .collect();
+        assert_eq!(matched, [3, 6, 20]);
+        assert_eq!(lines[2].ranges, [(0, 4), (5, 6)]);
+        assert_eq!(lines[0].text, "line 1");
+        // At the end of the file the context stops at the last line.
+        let lines = excerpt_lines(content, &starts, vec![(29, 0, 4)], 3);
+        let numbers: Vec<u32> = lines.iter().map(|l| l.line).collect();
+        assert_eq!(numbers, [27, 28, 29, 30]);
+        assert!(excerpt_lines(content, &starts, vec![(0, 0, 1)], 0).len() == 1);
     }
 
     #[test]

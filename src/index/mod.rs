@@ -26,7 +26,8 @@ mod trigram_tree;
 mod tests;
 
 pub use build::build_shard;
-pub use language::{language_aliases, language_of};
+pub use language::{language_aliases, language_names, language_of};
+pub use lines::ExcerptLine;
 pub use path_filter::PathMatcher;
 pub use prepare::PreparedQuery;
 pub use shard::Shard;

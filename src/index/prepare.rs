@@ -3,7 +3,7 @@
 
 use regex::bytes::{Regex, RegexBuilder};
 
-use super::lines::lines;
+use super::lines::{ExcerptLine, excerpt_lines, line_starts, lines};
 use super::path_filter::PathMatcher;
 use super::tokens::words;
 use super::trigram_query::{Q, analyse};
@@ -220,6 +220,17 @@ impl PreparedQuery {
             symbols_not: symbols_not.collect::<Result<Vec<_>, _>>()?,
             identifiers,
         })
+    }
+
+    /// The lines of one file's `content` where the query's patterns match, with `context`
+    /// lines around each (merged where they meet), for answers that show code in place.
+    pub fn excerpt(&self, content: &[u8], context: usize) -> Vec<ExcerptLine> {
+        let starts = line_starts(content);
+        let mut found = Vec::new();
+        for m in &self.must {
+            m.matcher.hits(content, &starts, &mut found);
+        }
+        excerpt_lines(content, &starts, found, context)
     }
 
     /// Whether a file with this path and language passes the filters.

@@ -1,9 +1,11 @@
 //! Search across the shards a user may read: the query language, shard readers, ranking
 //! across repositories, the results page, the file view and the JSON API.
 
+mod corrections;
 pub mod pages;
 pub mod query;
 pub mod symbols;
+pub mod syntax;
 
 use std::{
     sync::{
@@ -152,7 +154,29 @@ pub async fn run_scoped(
     page_size: usize,
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
-    run_counted(state, user_id, text, cursor, page_size, only, false).await
+    let offset = decode_offset(cursor)?;
+    run_counted(state, user_id, text, offset, page_size, only, false).await
+}
+
+/// One page of results starting `offset` files deep in the ranking (callers with cursors of
+/// their own, like MCP's, say where they are this way). Counts like `run_scoped`.
+pub async fn run_at(
+    state: &AppState,
+    user_id: UserId,
+    text: &str,
+    offset: usize,
+    page_size: usize,
+    only: Option<RepoId>,
+) -> Result<Results, SearchError> {
+    run_counted(state, user_id, text, offset, page_size, only, false).await
+}
+
+/// The offset a page cursor names (none or empty: the first page).
+pub fn decode_offset(cursor: Option<&str>) -> Result<usize, SearchError> {
+    match cursor.filter(|c| !c.is_empty()) {
+        Some(c) => decode_cursor(c).ok_or(SearchError::Cursor),
+        None => Ok(0),
+    }
 }
 
 /// Files that must have matched, relative to the files a page needs, before a search may
@@ -166,7 +190,7 @@ pub async fn run_counted(
     state: &AppState,
     user_id: UserId,
     text: &str,
-    cursor: Option<&str>,
+    offset: usize,
     page_size: usize,
     only: Option<RepoId>,
     exact: bool,
@@ -192,15 +216,23 @@ pub async fn run_counted(
             )
         })
         .collect();
-    let key = format!("{exact}\u{0}{page_size}\u{0}{ids:?}\u{0}{cursor:?}\u{0}{text}");
+    let key = format!("{exact}\u{0}{page_size}\u{0}{ids:?}\u{0}{offset}\u{0}{text}");
     if let Some(kept) = state.recent.get::<Results>(user_id, &key, generation) {
-        return Ok(Results {
+        let mut results = Results {
             took_ms: 0,
             repositories_indexed,
             ..(*kept).clone()
-        });
+        };
+        // Bitbucket may have moved on without any shard changing: freshness is read now.
+        for file in &mut results.results {
+            if let Some(repo) = repos.iter().find(|r| r.id == file.repository_id) {
+                file.indexed_commit.clone_from(&repo.indexed_commit);
+                file.bitbucket_ahead = repo.bitbucket_ahead();
+            }
+        }
+        return Ok(results);
     }
-    let mut results = compute(state, user_id, repos, text, cursor, page_size, exact).await?;
+    let mut results = compute(state, user_id, repos, text, offset, page_size, exact).await?;
     results.repositories_indexed = repositories_indexed;
     // A cut answer is not kept: asking again may find more.
     if !results.partial {
@@ -216,16 +248,12 @@ async fn compute(
     user_id: UserId,
     repos: Vec<Searchable>,
     text: &str,
-    cursor: Option<&str>,
+    offset: usize,
     page_size: usize,
     exact: bool,
 ) -> Result<Results, SearchError> {
     let started = Instant::now();
     let deadline = started + state.config.search_deadline;
-    let offset = match cursor.filter(|c| !c.is_empty()) {
-        Some(c) => decode_cursor(c).ok_or(SearchError::Cursor)?,
-        None => 0,
-    };
     if offset >= MAX_DEPTH {
         return Err(SearchError::Pattern(format!(
             "results are paged up to {MAX_DEPTH} files deep; narrow the query to see others"

@@ -21,7 +21,10 @@ use std::collections::HashMap;
 
 use crate::index::Symbol;
 
-use super::{FileHit, LineHit, PAGE_SIZE, Results, SearchError, index_fault, query, run_counted};
+use super::{
+    FileHit, LineHit, PAGE_SIZE, Results, SearchError, decode_offset, index_fault, query,
+    run_counted,
+};
 
 #[derive(Deserialize)]
 pub struct SearchParams {
@@ -300,17 +303,11 @@ pub async fn page(
     let (results, error, error_at) = if q.trim().is_empty() {
         (None, None, None)
     } else {
-        match run_counted(
-            &state,
-            user.id,
-            &q,
-            params.cursor.as_deref(),
-            PAGE_SIZE,
-            None,
-            exact,
-        )
-        .await
-        {
+        let searched = match decode_offset(params.cursor.as_deref()) {
+            Ok(offset) => run_counted(&state, user.id, &q, offset, PAGE_SIZE, None, exact).await,
+            Err(e) => Err(e),
+        };
+        match searched {
             Ok(results) => (Some(results), None, None),
             Err(e @ (SearchError::Index { .. } | SearchError::Database(_))) => {
                 return Err(e.into());
@@ -346,7 +343,7 @@ pub async fn api(
             &state,
             user.id,
             &params.q,
-            params.cursor.as_deref(),
+            decode_offset(params.cursor.as_deref()).map_err(AppError::from)?,
             PAGE_SIZE,
             None,
             params.exact(),

@@ -5,7 +5,13 @@
 //! and `sym:/regex/` (the file defines a matching symbol), and `-` before a word, phrase,
 //! regex or filter to negate it. Parsing never panics; errors say what and where.
 
-use crate::index::{PathFilter, Pattern, ShardQuery, language_aliases};
+use super::corrections::{closest, misspelled_filter, not_an_operator, regex_error, replaced};
+use super::syntax::{NOT_OPERATORS, filter_name};
+use crate::index::{PathFilter, Pattern, ShardQuery, language_aliases, language_names};
+
+/// What `case:` takes.
+pub(super) const CASE_VALUES: &[&str] =
+    &["yes", "y", "true", "on", "no", "n", "false", "off", "auto"];
 
 /// The longest query accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 4096;
@@ -47,19 +53,28 @@ pub struct Filter {
     pub negated: bool,
 }
 
-/// What is wrong with a query and where: `position` is a character offset from 0; the
-/// message counts from 1, as people do.
+/// What is wrong with a query, where (`position`, a character offset from 0; the message
+/// counts from 1, as people do) and, when the fix is obvious, the whole query corrected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message} (at character {})", position + 1)]
+#[error("{message} (at character {}){}", position + 1, .suggestion.as_ref().map(|s| format!("; did you mean: {s}")).unwrap_or_default())]
 pub struct ParseError {
     pub message: String,
     pub position: usize,
+    pub suggestion: Option<String>,
 }
 
-fn error(message: impl Into<String>, position: usize) -> ParseError {
+pub(super) fn error(message: impl Into<String>, position: usize) -> ParseError {
     ParseError {
         message: message.into(),
         position,
+        suggestion: None,
+    }
+}
+
+impl ParseError {
+    pub(super) fn suggest(mut self, corrected: String) -> ParseError {
+        self.suggestion = Some(corrected);
+        self
     }
 }
 
@@ -104,7 +119,8 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
         }
         match chars[i] {
             '"' => {
-                let (text, next) = quoted(&chars, i)?;
+                let (text, next) =
+                    quoted(&chars, i).map_err(|e| e.suggest(format!("{}\"", input.trim_end())))?;
                 if text.is_empty() {
                     return Err(error("an empty \"phrase\" matches nothing useful", start));
                 }
@@ -116,9 +132,20 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
                 i = next;
             }
             '/' => {
-                let (text, origins, next) = regex_literal(&chars, i)?;
-                validate_regex(&text, query.case_sensitive)
-                    .map_err(|(m, at)| error(m, place(&origins, at, start)))?;
+                let (text, origins, next) = regex_literal(&chars, i).map_err(|e| {
+                    // Obvious only when no other slash could have been meant as the end.
+                    let body: String = chars[i + 1..].iter().collect();
+                    if body.contains('/') || body.trim().is_empty() {
+                        e
+                    } else {
+                        e.suggest(format!("{}/", input.trim_end()))
+                    }
+                })?;
+                validate_regex(&text, query.case_sensitive).map_err(|(m, at)| ParseError {
+                    // Placed at the failing character; the correction, when obvious, kept.
+                    position: place(&origins, at, start),
+                    ..regex_error(m, &chars, i, next)
+                })?;
                 regex_origins.push((origins, start));
                 query.terms.push(Term {
                     kind: TermKind::Regex,
@@ -129,7 +156,14 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
             }
             _ => {
                 let (word, next) = bare(&chars, i);
+                let word_start = i;
                 i = next;
+                if !negated && NOT_OPERATORS.contains(&word.as_str()) {
+                    return Err(not_an_operator(&chars, &word, word_start, next));
+                }
+                if let Some(e) = misspelled_filter(&chars, &word, word_start) {
+                    return Err(e);
+                }
                 if let Some((key, value)) = split_filter(&word) {
                     let value_start = start + usize::from(negated) + key.chars().count() + 1;
                     let value = if value.is_empty() && i < chars.len() && chars[i] == '"' {
@@ -146,16 +180,22 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
                         value: value.clone(),
                         negated,
                     };
-                    match key.to_ascii_lowercase().as_str() {
-                        "repo" | "r" => query.repos.push(filter),
-                        "workspace" | "ws" => query.workspaces.push(filter),
-                        "path" | "file" | "f" => query.paths.push(filter),
-                        "lang" | "language" => {
+                    match key.as_str() {
+                        "repo" => query.repos.push(filter),
+                        "workspace" => query.workspaces.push(filter),
+                        "path" => query.paths.push(filter),
+                        "lang" => {
                             let Some(name) = language_aliases(&value) else {
-                                return Err(error(
-                                    format!("unknown language {value:?}"),
-                                    value_start,
-                                ));
+                                let e = error(format!("unknown language {value:?}"), value_start);
+                                return Err(match closest(&value, language_names(), 2) {
+                                    Some(known) => e.suggest(replaced(
+                                        &chars,
+                                        value_start,
+                                        value_start + value.chars().count(),
+                                        known,
+                                    )),
+                                    None => e,
+                                });
                             };
                             query.languages.push(Filter {
                                 value: name.to_owned(),
@@ -283,24 +323,11 @@ fn bare(chars: &[char], start: usize) -> (String, usize) {
     (word, i)
 }
 
+/// `key:value` of a known filter, the key given by its canonical name (the value may be
+/// empty: a quoted value follows, or it is an error).
 fn split_filter(word: &str) -> Option<(String, String)> {
     let (key, value) = word.split_once(':')?;
-    const KEYS: [&str; 12] = [
-        "repo",
-        "r",
-        "workspace",
-        "ws",
-        "path",
-        "file",
-        "f",
-        "lang",
-        "language",
-        "case",
-        "sym",
-        "symbol",
-    ];
-    KEYS.contains(&key.to_ascii_lowercase().as_str())
-        .then(|| (key.to_owned(), value.to_owned()))
+    filter_name(key).map(|name| (name.to_owned(), value.to_owned()))
 }
 
 /// The query position of the regex's `at`-th character (its closing `/` past the end); the
@@ -531,7 +558,7 @@ mod tests {
         assert_eq!(e.message, "invalid regex: unclosed group", "{e}");
         // The unclosed `(`, not the regex's start; the message counts from 1.
         assert_eq!(e.position, 4);
-        assert!(e.to_string().ends_with("(at character 5)"), "{e}");
+        assert!(e.to_string().contains("(at character 5)"), "{e}");
         let e = parse(r"/a\/b[/").expect_err("bad");
         assert_eq!(e.position, 5, "{e}");
         assert!(
@@ -556,6 +583,46 @@ mod tests {
                 .message
                 .contains("too big")
         );
+    }
+
+    #[test]
+    fn obvious_corrections_come_with_the_error() {
+        let fix = |q: &str| parse(q).expect_err(q).suggestion;
+        assert_eq!(fix(r#"foo "bar baz"#).as_deref(), Some(r#"foo "bar baz""#));
+        assert_eq!(fix("x /fn (foo").as_deref(), Some("x /fn (foo/"));
+        let e = parse("x /foo(bar/ y").expect_err("unclosed group");
+        assert_eq!(e.position, 6, "{e}");
+        assert_eq!(e.suggestion.as_deref(), Some(r"x /foo\(bar/ y"));
+        assert_eq!(fix("/a)b/").as_deref(), Some(r"/a\)b/"));
+        assert_eq!(fix("/[abc/").as_deref(), Some(r"/\[abc/"));
+        assert_eq!(fix("/*.rs/").as_deref(), Some(r"/\*.rs/"));
+        assert_eq!(fix("todo lnag:rust").as_deref(), Some("todo lang:rust"));
+        assert_eq!(fix("todo reop:api").as_deref(), Some("todo repo:api"));
+        assert_eq!(fix("x langauge:go").as_deref(), Some("x language:go"));
+        assert_eq!(fix("x worksapce:acme").as_deref(), Some("x workspace:acme"));
+        assert_eq!(fix("x cas:yes").as_deref(), Some("x case:yes"));
+        assert_eq!(fix("x ext:py").as_deref(), Some("x path:*.py"));
+        assert_eq!(fix("x lang:pyhton").as_deref(), Some("x lang:python"));
+        assert_eq!(
+            fix("get OR fetch lang:go").as_deref(),
+            Some("/get|fetch/ lang:go")
+        );
+        assert_eq!(fix("get AND fetch").as_deref(), Some("get fetch"));
+        assert_eq!(fix("get NOT test").as_deref(), Some("get -test"));
+        let e = parse("x lnag:rust").expect_err("misspelled");
+        assert_eq!(e.position, 2);
+        assert!(e.to_string().contains("did you mean: x lang:rust"), "{e}");
+        // Code that merely looks like a filter is text.
+        for q in [
+            "std::io",
+            "name:value",
+            "http://x",
+            "\"OR\" x",
+            "a or b",
+            "key:1",
+        ] {
+            assert!(parse(q).is_ok(), "{q}");
+        }
     }
 
     #[test]

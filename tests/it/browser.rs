@@ -429,6 +429,32 @@ async fn wait_path(c: &Client, prefix: &str) {
     }
 }
 
+/// A pretend assistant's redirect URI on a free loopback port: answers every request with a
+/// short page and sends the request's path and query on the channel.
+async fn callback_listener() -> (String, tokio::sync::mpsc::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buffer = vec![0u8; 8192];
+            let n = socket.read(&mut buffer).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            let target = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nconnection: close\r\n\r\n<title>Signed in</title>You can close this window.")
+                .await;
+            if target.starts_with("/cb") {
+                let _ = tx.send(target).await;
+            }
+        }
+    });
+    (format!("http://127.0.0.1:{port}/cb"), rx)
+}
+
 /// The Bitbucket world of the journey: one user in two workspaces, with real commits.
 fn arrange(app: &TestApp) -> FakeUser {
     let fake = &app.fake;
@@ -1041,10 +1067,34 @@ async fn the_whole_journey_in_chromium() {
     assert_eq!(cell(&c, "acme", 3).await, "Active");
     shots.take(&c, "17-workspaces-after-disconnect", true).await;
 
-    // Account: a token, then Disconnect Bitbucket.
+    // An assistant signs in over OAuth: the consent page, Approve, and it is on the account page.
+    let (redirect, mut landed) = callback_listener().await;
+    let client_id = crate::mcp_oauth::register(&app, "Claude Code", &[&redirect]).await;
+    let (verifier, challenge) = crate::mcp_oauth::pkce();
+    let authorize = crate::mcp_oauth::authorize_url(&app, &client_id, &redirect, &challenge);
+    c.goto(&authorize).await.expect("authorize");
+    wait_text(&c, "h1", "Allow Claude Code to read your code?").await;
+    shots.take(&c, "18-mcp-consent", true).await;
+    click(&c, "", "Approve").await;
+    let back = tokio::time::timeout(Duration::from_secs(30), landed.recv())
+        .await
+        .expect("the browser came back to the assistant")
+        .expect("callback");
+    let back = url::Url::parse(&format!("{redirect}{}", back.trim_start_matches("/cb")))
+        .expect("callback URL");
+    let code = crate::mcp_oauth::param(&back, "code").expect("code");
+    let (status, tokens) =
+        crate::mcp_oauth::exchange(&app, &client_id, &code, &redirect, &verifier).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{tokens}");
+
+    // Account: the connected assistant, a token, then Disconnect Bitbucket.
+    c.goto(&app.at("/workspaces"))
+        .await
+        .expect("back in codelayer");
     click(&c, "//nav", "Account").await;
     wait_path(&c, "/account").await;
     wait_text(&c, ".card", "Signed in as Ada Lovelace").await;
+    wait_text(&c, "#assistants td", "Claude Code").await;
     wait_text(&c, ".status", "Connected").await;
     wait_text(&c, "#tokens", "No tokens yet.").await;
     shots.take(&c, "18-account", true).await;
@@ -1079,7 +1129,7 @@ async fn the_whole_journey_in_chromium() {
     .await;
     let copy = wait_xpath(
         &c,
-        "//*[@id='assistants']//button[normalize-space()='Copy']",
+        "//*[@id='assistant-token']/following::button[normalize-space()='Copy'][1]",
     )
     .await;
     copy.click().await.expect("copy");

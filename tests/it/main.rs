@@ -13,6 +13,7 @@ mod freshness;
 mod hostile;
 mod knowledge_layer;
 mod mcp;
+mod mcp_oauth;
 mod purge;
 mod search;
 mod sign_in;

@@ -307,12 +307,20 @@ impl TestApp {
 
     /// Login → Bitbucket consent; returns the callback URL Bitbucket redirects to.
     pub async fn consent(&self, browser: &Client, user: &FakeUser, decision: &str) -> String {
-        self.fake.sign_in_browser(user);
-        let login = browser
-            .get(self.at("/auth/login"))
-            .send()
+        self.consent_from(browser, user, decision, "/auth/login")
             .await
-            .expect("login");
+    }
+
+    /// Like [`TestApp::consent`], starting from `login` (e.g. `/auth/login?next=…`).
+    pub async fn consent_from(
+        &self,
+        browser: &Client,
+        user: &FakeUser,
+        decision: &str,
+        login: &str,
+    ) -> String {
+        self.fake.sign_in_browser(user);
+        let login = browser.get(self.at(login)).send().await.expect("login");
         assert_eq!(
             login.status(),
             StatusCode::SEE_OTHER,
