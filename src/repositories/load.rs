@@ -53,18 +53,25 @@ pub async fn run(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobE
             return Err(workspaces::refresh::job_error(e));
         }
     };
+    // One transaction: the page never shows half a list (it stops waiting once it sees one).
+    let mut tx = state.db.pool.begin().await.map_err(db)?;
+    let mut first_branches = Vec::new();
     for repo in &listed {
-        let first_branch = upsert(state, user_id, workspace_id, repo)
+        if let Some(repo_id) = upsert(&mut tx, user_id, workspace_id, repo)
+            .await
+            .map_err(db)?
+        {
+            first_branches.push(repo_id);
+        }
+    }
+    tx.commit().await.map_err(db)?;
+    // The head checks watch the main branch; an empty repository has none until its
+    // first push, which only this list shows.
+    for repo_id in first_branches {
+        state
+            .enqueue(&Job::SyncRepository { repo_id })
             .await
             .map_err(db)?;
-        // The head checks watch the main branch; an empty repository has none until its
-        // first push, which only this list shows.
-        if let Some(repo_id) = first_branch {
-            state
-                .enqueue(&Job::SyncRepository { repo_id })
-                .await
-                .map_err(db)?;
-        }
     }
     let listed_uuids: HashSet<&str> = listed.iter().map(|r| r.uuid.as_str()).collect();
     let known: Vec<(RepoId, String)> =
@@ -100,7 +107,7 @@ pub async fn run(state: &AppState, workspace_id: WorkspaceId) -> Result<(), JobE
 /// Stores one listed repository; returns its id when it is selected and has just gained a
 /// main branch (an empty repository's first push).
 async fn upsert(
-    state: &AppState,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: UserId,
     workspace_id: WorkspaceId,
     repo: &BbRepository,
@@ -110,7 +117,7 @@ async fn upsert(
     )
     .bind(workspace_id)
     .bind(&repo.uuid)
-    .fetch_optional(&state.db.pool)
+    .fetch_optional(&mut **tx)
     .await?;
     sqlx::query(
         "INSERT INTO repositories (user_id, workspace_id, uuid, slug, name, full_name, language, size, \
@@ -133,7 +140,7 @@ async fn upsert(
     .bind(&repo.updated_on)
     .bind(repo.mainbranch.as_ref().map(|b| b.name.clone()))
     .bind(repo.links.html.as_ref().map(|h| h.href.clone()).unwrap_or_default())
-    .execute(&state.db.pool)
+    .execute(&mut **tx)
     .await?;
     Ok(match before {
         Some((id, 1, None)) if repo.mainbranch.is_some() => Some(id),

@@ -1118,7 +1118,8 @@ async fn the_whole_journey_in_chromium() {
         .expect("token");
     let snippets = wait_text(&c, "#assistants", "claude mcp add").await;
     assert!(
-        !snippets.contains("<token>") && snippets.matches(token.trim()).count() == 3,
+        // (The prose may say `Bearer <token>`; a snippet's placeholder is followed by `"`.)
+        !snippets.contains("<token>\"") && snippets.matches(token.trim()).count() == 3,
         "the three snippets carry the token: {snippets}"
     );
     cdp(
