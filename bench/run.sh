@@ -24,6 +24,8 @@
 # QUIET_LOAD (1.5: wait for the 1-minute load average to drop below this before each
 # phase), QUIET_WAIT (300 s: the longest wait; the phase then runs anyway and says so),
 # BENCH_SKIP_OURS=1 (reuse the last `cargo bench` output and data dir; redo the rest).
+# The symbol step (bench/symbol_ranking.py) chooses its identifiers once per corpus and keeps
+# them in $BENCH_OUT/symbol_identifiers.json (delete it to choose again).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -192,6 +194,9 @@ for run in $LOAD_RUNS; do
   rss=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER/status")
   printf '%s\t%s\t%s\t%s\n' "$qset" "$c" "$hwm" "$rss" >> "$OUT/load.tsv"
 done
+say "symbols: does a bare identifier find its defining file? sym: latency (bench/symbol_ranking.py)"
+quiet "symbol ranking"
+python3 "$ROOT/bench/symbol_ranking.py" "$REPOS" "http://127.0.0.1:$PORT" "$TOKEN" "$OUT/symbols.json"
 kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 trap - EXIT
 
@@ -333,6 +338,12 @@ P(f"codelayer indexed {idx['text_bytes']/1e6:.1f} MB of text in {idx['files']} f
   f"content too (content.bin {idx['content_bin_bytes']/1e6:.1f} MB). cindex indexed {cindex_text/1e6:.1f} MB in "
   f"{len(cindexed)} files (it keeps files over 1 MiB, skips long-line, non-UTF-8 and trigram-heavy ones) and stores "
   f"no content: csearch reads the files themselves.")
+so = ours.get("symbols_overhead")
+if so:
+    w = so["without"]
+    P(f"Symbols (tree-sitter, issue 14) cost: the same build without them took {w['wall_s']:.2f} s "
+      f"({w['mb_per_s']:.1f} MB/s) with {w['shard_bytes']/1e6:.1f} MB of shards; with them "
+      f"**+{so['time_growth_pct']:.0f}% build time** and **+{so['size_growth_pct']:.0f}% shard size**.")
 r = ours["reindex"]
 P(f"Re-index of {r['repository']} ({r['bytes']/1e6:.1f} MB, {r['files']} files) after a one-file commit: "
   f"median {r['median_ms']:.0f} ms (runs: {', '.join(f'{x:.0f}' for x in r['runs_ms'])} ms). "
@@ -419,6 +430,21 @@ svg = draw_chart(chart, load_rows)
 open(f"{out}/chart.svg", "w").write(svg)
 P("![per-query latency and latency under load](bench/chart.svg)")
 P("")
+if os.path.exists(f"{out}/symbols.json"):
+    sy = json.load(open(f"{out}/symbols.json"))
+    P("## Symbols: the defining file of a bare identifier")
+    P("")
+    P(f"{sy['identifiers']} identifiers chosen by the rule in `bench/symbol_ranking.py` (defined once in the corpus, "
+      f"used in at least 3 other files; " + ", ".join(f"{k} {v['identifiers']}" for k, v in sorted(sy['by_language'].items())) +
+      f"): the defining file is in the top 3 results for **{sy['top3']} ({sy['top3_pct']:.0f}%)**, first for {sy['first']}. "
+      f"`sym:<identifier>` through the API from one keep-alive client ({sy['sym_requests']} requests): "
+      f"**p50 {sy['sym_ms_p50']:.1f} ms**, p95 {sy['sym_ms_p95']:.1f} ms; it finds the defining file for {sy['sym_found']}.")
+    P("")
+    P("| language | identifiers | defining file in the top 3 |")
+    P("|---|---:|---:|")
+    for k, v in sorted(sy["by_language"].items()):
+        P(f"| {k} | {v['identifiers']} | {v['top3']} |")
+    P("")
 m = ours["machine"]
 P(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']:.1f} GiB RAM. Load average at the start of each phase: " +
   "; ".join(f"{p}: {l}" for p, l in (x.rstrip('\n').split('\t') for x in open(f'{out}/phases.txt'))) + ".")

@@ -95,8 +95,37 @@ fn main() -> Result<()> {
     );
     fresh_data_dir(&settings.data_dir)?;
 
-    let (index_report, stats) = index_all(&settings, &repos)?;
-    let reindex_report = reindex(&repos, &stats)?;
+    // The same build without symbol extraction first, in a scratch data dir: what symbols
+    // cost in build time and shard size (issue 14 allows 25 % and 15 %).
+    let plain_dir = settings.data_dir.join("without-symbols");
+    for sub in ["tmp", "shards"] {
+        std::fs::create_dir_all(plain_dir.join(sub))?;
+    }
+    let without = Limits {
+        max_symbol_file_bytes: 0,
+        ..Limits::default()
+    };
+    println!("\nwithout symbols:");
+    let (plain_report, _) = index_all(&settings, &repos, &plain_dir, &without)?;
+    std::fs::remove_dir_all(&plain_dir)?;
+    println!("with symbols (as the app builds):");
+    let (index_report, stats) =
+        index_all(&settings, &repos, &settings.data_dir, &Limits::default())?;
+    let growth = |key: &str| {
+        let (with, plain) = (index_report[key].as_f64(), plain_report[key].as_f64());
+        with.zip(plain).map(|(w, p)| 100.0 * (w / p - 1.0))
+    };
+    let symbols_report = json!({
+        "without": plain_report,
+        "time_growth_pct": growth("wall_s"),
+        "size_growth_pct": growth("shard_bytes"),
+    });
+    println!(
+        "symbols add {:.0}% build time and {:.0}% shard size",
+        growth("wall_s").unwrap_or(f64::NAN),
+        growth("shard_bytes").unwrap_or(f64::NAN)
+    );
+    let reindex_report = reindex(&settings.data_dir, &repos, &stats)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -113,6 +142,7 @@ fn main() -> Result<()> {
         "repeats": settings.repeats,
         "warmup": WARMUP,
         "index": index_report,
+        "symbols_overhead": symbols_report,
         "reindex": reindex_report,
         "queries": query_report,
         "memory": memory,
@@ -245,8 +275,15 @@ fn fresh_data_dir(dir: &Path) -> Result<()> {
 }
 
 /// Builds one shard the way the sync job does: into tmp/, then renamed into place.
-fn build_one(git_dir: &Path, head: git2::Oid, tmp: &Path, dest: &Path) -> Result<BuildStats> {
-    let stats = build_shard(git_dir, head, tmp, &Limits::default(), &|_, _| {})
+fn build_one(
+    git_dir: &Path,
+    head: git2::Oid,
+    tmp: &Path,
+    dest: &Path,
+    limits: &Limits,
+    previous: Option<&Path>,
+) -> Result<BuildStats> {
+    let stats = build_shard(git_dir, head, tmp, limits, previous, &|_, _| {})
         .with_context(|| format!("indexing {}", git_dir.display()))?;
     if dest.exists() {
         let old = dest.with_extension("old");
@@ -259,12 +296,17 @@ fn build_one(git_dir: &Path, head: git2::Oid, tmp: &Path, dest: &Path) -> Result
     Ok(stats)
 }
 
-fn index_all(settings: &Settings, repos: &[Repo]) -> Result<(Value, HashMap<i64, BuildStats>)> {
+/// Indexes every repository into `data`'s shards with `limits`, as the app's job workers would.
+fn index_all(
+    settings: &Settings,
+    repos: &[Repo],
+    data: &Path,
+    limits: &Limits,
+) -> Result<(Value, HashMap<i64, BuildStats>)> {
     let mut order: Vec<&Repo> = repos.iter().collect();
     order.sort_by_key(|r| std::cmp::Reverse(r.tree_bytes));
     let next = AtomicUsize::new(0);
     let results: Mutex<HashMap<i64, BuildStats>> = Mutex::new(HashMap::new());
-    let data = &settings.data_dir;
     let load_before = loadavg();
     let started = Instant::now();
     std::thread::scope(|scope| -> Result<()> {
@@ -276,8 +318,8 @@ fn index_all(settings: &Settings, repos: &[Repo]) -> Result<(Value, HashMap<i64,
                             return Ok(());
                         };
                         let tmp = data.join("tmp").join(format!("{}-build", repo.id));
-                        let stats =
-                            build_one(&repo.git_dir, repo.head, &tmp, &shard_dir(data, repo.id))?;
+                        let dest = shard_dir(data, repo.id);
+                        let stats = build_one(&repo.git_dir, repo.head, &tmp, &dest, limits, None)?;
                         results
                             .lock()
                             .map_err(|_| anyhow!("poisoned"))?
@@ -361,7 +403,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// Re-indexes one repository of about 10 MB after a commit that changes one file, in a
 /// scratch clone and scratch data dir (the benchmark's shards keep the corpus as it is).
-fn reindex(repos: &[Repo], stats: &HashMap<i64, BuildStats>) -> Result<Value> {
+fn reindex(data: &Path, repos: &[Repo], stats: &HashMap<i64, BuildStats>) -> Result<Value> {
     let repo = repos
         .iter()
         .min_by_key(|r| {
@@ -371,6 +413,7 @@ fn reindex(repos: &[Repo], stats: &HashMap<i64, BuildStats>) -> Result<Value> {
         })
         .ok_or_else(|| anyhow!("no repositories"))?;
     let first = stats.get(&repo.id).cloned().unwrap_or_default();
+    let previous = shard_dir(data, repo.id);
     let scratch = tempfile::Builder::new()
         .prefix("codelayer-bench-reindex")
         .tempdir()?;
@@ -387,7 +430,8 @@ fn reindex(repos: &[Repo], stats: &HashMap<i64, BuildStats>) -> Result<Value> {
     let mut rebuilt = BuildStats::default();
     for _ in 0..3 {
         let started = Instant::now();
-        rebuilt = build_one(clone.path(), commit, &tmp, &dest)?;
+        // Replacing the corpus shard of the commit before, as a sync would.
+        rebuilt = build_one(clone.path(), commit, &tmp, &dest, &Limits::default(), Some(&previous))?;
         times.push(started.elapsed());
     }
     let median = stats_of(&times).0;

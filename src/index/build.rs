@@ -14,7 +14,7 @@ use tantivy::{IndexBuilder, SingleSegmentIndexWriter, TantivyDocument};
 use super::content::{BuildDirectory, ContentWriter, encode, sync_dir};
 use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR};
 use super::symbols::{
-    Budgets, Extractor, FinishOnDrop, Outcome, RawSymbol, SYMBOLS_FILE, SymbolWriter,
+    Budgets, Extracted, Extractor, FinishOnDrop, Outcome, Previous, SYMBOLS_FILE, SymbolWriter,
 };
 use super::tokens::TrigramSet;
 use super::{
@@ -47,9 +47,12 @@ enum Prepared {
         trigrams: Vec<u32>,
         text: String,
         symlink: bool,
-        symbols: Vec<RawSymbol>,
+        blob: [u8; 20],
+        symbols: Extracted,
         /// None for a language without a grammar.
         outcome: Option<Outcome>,
+        /// The symbols came from the shard being replaced.
+        reused: bool,
     },
     Binary,
     Large,
@@ -60,11 +63,13 @@ enum Prepared {
 /// Builds a shard for `commit` of the bare repository at `git_dir` into `out_dir` (a fresh,
 /// not yet existing directory). Reads the tree and blobs from the object database, never a
 /// checkout, and calls `progress(done, total)` now and then (counting file entries).
+/// `previous` is the shard this one replaces, if any: unchanged files keep its symbols.
 pub fn build_shard(
     git_dir: &Path,
     commit: Oid,
     out_dir: &Path,
     limits: &Limits,
+    previous: Option<&Path>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<BuildStats, IndexError> {
     let started = Instant::now();
@@ -90,6 +95,7 @@ pub fn build_shard(
     let mut content = ContentWriter::create(&out_dir.join(CONTENT_FILE))?;
     let mut symbol_file = SymbolWriter::create(&out_dir.join(SYMBOLS_FILE))?;
     let budgets = Budgets::new(WORKERS);
+    let previous = previous.map(Previous::load).unwrap_or_default();
 
     let total = entries.len() as u64;
     progress(0, total);
@@ -109,6 +115,7 @@ pub fn build_shard(
                 bytes_read: &bytes_read,
                 limits,
                 budgets: &budgets,
+                previous: &previous,
                 slot,
             };
             scope.spawn(move || reader.run(tx));
@@ -128,13 +135,15 @@ pub fn build_shard(
                     trigrams,
                     text,
                     symlink,
+                    blob,
                     symbols,
                     outcome,
+                    reused,
                 } => {
                     let offset = content.append(&stored)?;
-                    symbol_file.append(&path, &symbols)?;
-                    stats.symbols += symbols.len() as u64;
-                    if outcome.is_some() && symbols.is_empty() {
+                    stats.symbols += symbols.symbols.len() as u64;
+                    stats.symbols_reused += u64::from(reused);
+                    if outcome.is_some() && symbols.symbols.is_empty() {
                         stats.files_without_symbols += 1;
                     }
                     match outcome {
@@ -142,6 +151,11 @@ pub fn build_shard(
                         Some(Outcome::TooSlow) => stats.symbols_timed_out += 1,
                         Some(Outcome::Capped) => stats.symbols_capped += 1,
                         Some(Outcome::Done) | None => {}
+                    }
+                    // Only a finished extraction is kept (and may be reused); one cut short
+                    // is tried again by the next build.
+                    if matches!(outcome, Some(Outcome::Done | Outcome::Capped)) {
+                        symbol_file.append(&path, &blob, &symbols)?;
                     }
                     let mut doc = TantivyDocument::new();
                     doc.add_text(fields.path, &path);
@@ -246,6 +260,7 @@ struct Reader<'a> {
     bytes_read: &'a AtomicU64,
     limits: &'a Limits,
     budgets: &'a Budgets,
+    previous: &'a Previous,
     slot: usize,
 }
 
@@ -316,12 +331,30 @@ impl Reader<'_> {
         } else {
             language_of(&entry.path)
         };
-        let (symbols, outcome) = extractor.extract(&entry.path, lang, &raw);
+        let mut blob = [0u8; 20];
+        blob.copy_from_slice(entry.oid.as_bytes());
+        let (symbols, outcome, reused) = match self.previous.get(&entry.path, &blob) {
+            Some(kept) => {
+                let outcome = if kept.capped {
+                    Outcome::Capped
+                } else {
+                    Outcome::Done
+                };
+                (kept, Some(outcome), true)
+            }
+            None => {
+                let (symbols, outcome) = extractor.extract(&entry.path, lang, &raw);
+                let capped = outcome == Some(Outcome::Capped);
+                (Extracted { symbols, capped }, outcome, false)
+            }
+        };
         Ok(Prepared::Doc {
             path: entry.path.clone(),
             lang,
+            blob,
             symbols,
             outcome,
+            reused,
             size: raw.len() as u64,
             trigrams: trigrams.distinct(&raw),
             stored: encode(raw),

@@ -35,8 +35,8 @@ pub use symbols::Kind as SymbolKind;
 
 /// The shard format's version, written to `VERSION` in every shard. A shard without it, or
 /// with another, is rebuilt by the next sync even when its commit has not moved.
-/// 2: symbols (`symbols.bin`).
-pub const SHARD_VERSION: u32 = 2;
+/// 2: symbols (`symbols.bin`). 3: `symbols.bin` keeps each file's blob id (symbol reuse).
+pub const SHARD_VERSION: u32 = 3;
 /// The file holding [`SHARD_VERSION`] inside a shard.
 pub(crate) const VERSION_FILE: &str = "VERSION";
 
@@ -124,6 +124,8 @@ pub struct BuildStats {
     pub symbols_timed_out: u64,
     /// Files with more definitions than we keep per file (the first ones are kept).
     pub symbols_capped: u64,
+    /// Files whose symbols were taken from the replaced shard (same path, same blob).
+    pub symbols_reused: u64,
     /// Wall time of the build in milliseconds.
     pub duration_ms: u64,
 }

@@ -20,7 +20,7 @@ use super::{IndexError, Symbol, SymbolQuery};
 
 /// Name of the symbol file inside a shard.
 pub(crate) const SYMBOLS_FILE: &str = "symbols.bin";
-const MAGIC: &[u8; 8] = b"CLSYM01\n";
+const MAGIC: &[u8; 8] = b"CLSYM02\n";
 /// Symbols kept per file; a generated file with more keeps the first ones (and is counted).
 const MAX_SYMBOLS_PER_FILE: usize = 10_000;
 /// Longer names are not identifiers anyone searches for (minified or generated code).
@@ -141,6 +141,14 @@ pub(crate) struct RawSymbol {
     pub parent: u32,
 }
 
+/// One file's extraction as stored: its definitions, and whether there were more than
+/// `MAX_SYMBOLS_PER_FILE`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extracted {
+    pub symbols: Vec<RawSymbol>,
+    pub capped: bool,
+}
+
 /// Why a file got no (or not all) symbols.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -185,13 +193,68 @@ fn grammar_of(path: &str, lang: &str) -> Option<Grammar> {
     })
 }
 
+/// Trait methods declared without a body are definitions too (the shipped query has only
+/// `function_item`).
+const RUST_EXTRA: &str = "(declaration_list (function_signature_item name: (identifier) @name) @definition.method)";
+
+/// The shipped C and C++ queries take a function's range from its declarator line only; these
+/// give a definition its whole body (tree-sitter-tags keeps one tag per name: ours, listed
+/// first).
+const C_EXTRA: &str = "
+(function_definition declarator: (function_declarator declarator: (identifier) @name)) @definition.function
+(function_definition declarator: (pointer_declarator declarator: (function_declarator declarator: (identifier) @name))) @definition.function
+";
+
+/// The patterns of a tags query that find definitions (and `impl` blocks, which give methods
+/// their container): reference patterns match every call and type use, and we store no
+/// references, so running them would be most of the query's work for nothing.
+///
+/// A top-level pattern runs from an opening bracket at depth 0 to the next one; strings and
+/// `;` comments are skipped while counting depth.
+fn definitions_only(query: &str) -> String {
+    let mut chunks: Vec<&str> = Vec::new();
+    let (mut depth, mut start, mut in_string, mut escaped, mut in_comment) =
+        (0usize, 0usize, false, false, false);
+    for (i, b) in query.bytes().enumerate() {
+        if in_comment {
+            in_comment = b != b'\n';
+        } else if in_string {
+            in_string = escaped || b != b'"';
+            escaped = !escaped && b == b'\\';
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b';' => in_comment = true,
+                b'(' | b'[' => {
+                    if depth == 0 && i > start {
+                        chunks.push(&query[start..i]);
+                        start = i;
+                    }
+                    depth += 1;
+                }
+                b')' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    chunks.push(&query[start..]);
+    chunks
+        .into_iter()
+        .filter(|c| {
+            !c.contains("@reference.")
+                || c.contains("@definition.")
+                || c.contains("@reference.implementation")
+        })
+        .collect()
+}
+
 /// The tags configuration of each grammar, compiled once per process; None if a grammar's
 /// query does not compile against it (then that language has no symbols, logged once).
 fn configs() -> &'static [Option<TagsConfiguration>; GRAMMARS] {
     static CONFIGS: OnceLock<[Option<TagsConfiguration>; GRAMMARS]> = OnceLock::new();
     CONFIGS.get_or_init(|| {
         let make = |name: &str, language: tree_sitter::Language, query: &str| {
-            TagsConfiguration::new(language, query, "")
+            TagsConfiguration::new(language, &definitions_only(query), "")
                 .map_err(|e| tracing::error!(grammar = name, error = %e, "tags query rejected"))
                 .ok()
         };
@@ -202,11 +265,15 @@ fn configs() -> &'static [Option<TagsConfiguration>; GRAMMARS] {
             tree_sitter_javascript::TAGS_QUERY,
             tree_sitter_typescript::TAGS_QUERY
         );
+        // Our patterns first: of two tags on one name the earlier pattern's is kept.
+        let rust = format!("{RUST_EXTRA}\n{}", tree_sitter_rust::TAGS_QUERY);
+        let c = format!("{C_EXTRA}\n{}", tree_sitter_c::TAGS_QUERY);
+        let cpp = format!("{C_EXTRA}\n{}", tree_sitter_cpp::TAGS_QUERY);
         [
             make(
                 "rust",
                 tree_sitter_rust::LANGUAGE.into(),
-                tree_sitter_rust::TAGS_QUERY,
+                &rust,
             ),
             make(
                 "python",
@@ -234,16 +301,8 @@ fn configs() -> &'static [Option<TagsConfiguration>; GRAMMARS] {
                 tree_sitter_java::LANGUAGE.into(),
                 tree_sitter_java::TAGS_QUERY,
             ),
-            make(
-                "c",
-                tree_sitter_c::LANGUAGE.into(),
-                tree_sitter_c::TAGS_QUERY,
-            ),
-            make(
-                "cpp",
-                tree_sitter_cpp::LANGUAGE.into(),
-                tree_sitter_cpp::TAGS_QUERY,
-            ),
+            make("c", tree_sitter_c::LANGUAGE.into(), &c),
+            make("cpp", tree_sitter_cpp::LANGUAGE.into(), &cpp),
         ]
     })
 }
@@ -508,14 +567,20 @@ impl SymbolWriter {
         Ok(SymbolWriter { file })
     }
 
-    /// Writes one file's symbols (nothing for a file without any).
-    pub(crate) fn append(&mut self, path: &str, symbols: &[RawSymbol]) -> std::io::Result<()> {
-        if symbols.is_empty() {
-            return Ok(());
-        }
+    /// Writes one extracted file's symbols (possibly none), under its path and blob id so a
+    /// later build of an unchanged file can take them instead of parsing it again.
+    pub(crate) fn append(
+        &mut self,
+        path: &str,
+        blob: &[u8; 20],
+        extracted: &Extracted,
+    ) -> std::io::Result<()> {
         let f = &mut self.file;
+        let symbols = &extracted.symbols;
         f.write_all(&(path.len() as u32).to_le_bytes())?;
         f.write_all(path.as_bytes())?;
+        f.write_all(blob)?;
+        f.write_all(&[u8::from(extracted.capped)])?;
         f.write_all(&(symbols.len() as u32).to_le_bytes())?;
         for s in symbols {
             f.write_all(&[s.kind as u8])?;
@@ -588,6 +653,76 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Reads every file entry of a whole `symbols.bin`, in file order.
+fn read_entries(
+    bytes: &[u8],
+    mut each: impl FnMut(&str, [u8; 20], Extracted) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
+    if !bytes.starts_with(MAGIC) {
+        return Err(corrupt("unknown format"));
+    }
+    let mut c = Cursor(&bytes[MAGIC.len()..]);
+    while !c.0.is_empty() {
+        let len = c.u32()? as usize;
+        let path = std::str::from_utf8(c.take(len)?).map_err(|_| corrupt("path"))?;
+        let mut blob = [0u8; 20];
+        blob.copy_from_slice(c.take(20)?);
+        let capped = c.take(1)?[0] != 0;
+        let n = c.u32()? as usize;
+        if n > MAX_SYMBOLS_PER_FILE {
+            return Err(corrupt("too many symbols"));
+        }
+        let mut symbols = Vec::with_capacity(n);
+        for _ in 0..n {
+            let kind = Kind::from_u8(c.take(1)?[0]);
+            let len = usize::from(c.u16()?);
+            let name = std::str::from_utf8(c.take(len)?).map_err(|_| corrupt("name"))?;
+            let (line, col, start, end, parent) =
+                (c.u32()?, c.u32()?, c.u32()?, c.u32()?, c.u32()?);
+            symbols.push(RawSymbol {
+                name: name.to_owned(),
+                kind,
+                line,
+                col,
+                start,
+                end,
+                parent: if parent as usize >= n { NONE } else { parent },
+            });
+        }
+        each(path, blob, Extracted { symbols, capped })?;
+    }
+    Ok(())
+}
+
+/// The symbols of the shard a build replaces, by path and blob id: an unchanged file takes
+/// its symbols from here instead of being parsed again (a re-index parses only what changed).
+#[derive(Default)]
+pub(crate) struct Previous(HashMap<(String, [u8; 20]), Extracted>);
+
+impl Previous {
+    /// Reads `symbols.bin` of the shard in `dir`. No shard, another format or a damaged file
+    /// gives an empty set: every file is then parsed, as in a first build.
+    pub(crate) fn load(dir: &Path) -> Previous {
+        let Ok(bytes) = std::fs::read(dir.join(SYMBOLS_FILE)) else {
+            return Previous::default();
+        };
+        let mut map = HashMap::new();
+        let read = read_entries(&bytes, |path, blob, extracted| {
+            map.insert((path.to_owned(), blob), extracted);
+            Ok(())
+        });
+        if read.is_err() {
+            return Previous::default();
+        }
+        Previous(map)
+    }
+
+    /// The symbols stored for `path` at blob `blob`, if that file was extracted before.
+    pub(crate) fn get(&self, path: &str, blob: &[u8; 20]) -> Option<Extracted> {
+        self.0.get(&(path.to_owned(), *blob)).cloned()
+    }
+}
+
 impl SymbolTable {
     /// Loads `symbols.bin` of the shard in `dir`; a shard built before symbols existed has
     /// none (it is rebuilt by the next sync). `doc_of` maps a path to its document ordinal.
@@ -602,53 +737,60 @@ impl SymbolTable {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut c = Cursor(
-            bytes
-                .get(MAGIC.len()..)
-                .ok_or_else(|| corrupt("no header"))?,
-        );
-        if !bytes.starts_with(MAGIC) {
-            return Err(corrupt("unknown format"));
-        }
         let mut table = SymbolTable::default();
-        while !c.0.is_empty() {
-            let len = c.u32()? as usize;
-            let path = std::str::from_utf8(c.take(len)?).map_err(|_| corrupt("path"))?;
+        read_entries(&bytes, |path, _blob, extracted| {
             let doc = doc_of(path).ok_or_else(|| corrupt("symbols of a file not in the shard"))?;
-            let n = c.u32()? as usize;
-            if n > MAX_SYMBOLS_PER_FILE {
-                return Err(corrupt("too many symbols"));
-            }
             let first = table.syms.len() as u32;
-            for _ in 0..n {
-                let kind = Kind::from_u8(c.take(1)?[0]);
-                let len = usize::from(c.u16()?);
-                let name = std::str::from_utf8(c.take(len)?).map_err(|_| corrupt("name"))?;
+            for raw in extracted.symbols {
                 let at = table.names.len() as u32;
-                table.names.push_str(name);
-                let (line, col, start, end, parent) =
-                    (c.u32()?, c.u32()?, c.u32()?, c.u32()?, c.u32()?);
+                table.names.push_str(&raw.name);
+                // Keeps a scan of all names from matching across two of them.
+                table.names.push('\n');
                 table.syms.push(Sym {
                     doc,
-                    name: (at, len as u32),
-                    kind,
-                    line,
-                    col,
-                    start,
-                    end,
-                    parent: if parent == NONE || parent as usize >= n {
+                    name: (at, raw.name.len() as u32),
+                    kind: raw.kind,
+                    line: raw.line,
+                    col: raw.col,
+                    start: raw.start,
+                    end: raw.end,
+                    parent: if raw.parent == NONE {
                         NONE
                     } else {
-                        first + parent
+                        first + raw.parent
                     },
                 });
             }
             table.by_doc.insert(doc, (first, table.syms.len() as u32));
-        }
+            Ok(())
+        })?;
         let mut by_name: Vec<u32> = (0..table.syms.len() as u32).collect();
         by_name.sort_by_cached_key(|&i| table.name(i).to_ascii_lowercase());
         table.by_name = by_name;
         Ok(table)
+    }
+
+    /// The symbols whose name `matcher` matches, in order. A literal (`sym:name`) is found
+    /// by one scan over all names instead of one regex run per name.
+    pub(super) fn matching(&self, matcher: &SymMatcher) -> Vec<u32> {
+        let scan = matcher
+            .literal
+            .as_deref()
+            .is_some_and(|l| !l.is_empty() && !l.contains('\n'));
+        if !scan {
+            return (0..self.syms.len() as u32)
+                .filter(|&i| matcher.regex.is_match(self.name(i)))
+                .collect();
+        }
+        let mut found: Vec<u32> = Vec::new();
+        for m in matcher.regex.find_iter(&self.names) {
+            let at = m.start() as u32;
+            let i = self.syms.partition_point(|s| s.name.0 <= at).saturating_sub(1) as u32;
+            if found.last() != Some(&i) {
+                found.push(i);
+            }
+        }
+        found
     }
 
     /// The name of symbol `i`.
@@ -757,10 +899,10 @@ impl Shard {
         let matcher = SymMatcher::new(&query.pattern)?;
         let literal = matcher.literal.as_deref().map(str::to_ascii_lowercase);
         let mut found: Vec<(u8, u32)> = Vec::new();
-        for (i, s) in self.symbols.syms.iter().enumerate() {
-            let i = i as u32;
+        for i in self.symbols.matching(&matcher) {
+            let s = &self.symbols.syms[i as usize];
             let name = self.symbols.name(i);
-            if query.kind.is_some_and(|k| k != s.kind) || !matcher.regex.is_match(name) {
+            if query.kind.is_some_and(|k| k != s.kind) {
                 continue;
             }
             let doc = &self.docs[s.doc as usize];
@@ -808,15 +950,13 @@ impl Shard {
     pub(super) fn symbol_docs(&self, matchers: &[SymMatcher]) -> BTreeMap<u32, Vec<u32>> {
         let mut docs: BTreeMap<u32, (usize, Vec<u32>)> = BTreeMap::new();
         for (m, matcher) in matchers.iter().enumerate() {
-            for (i, s) in self.symbols.syms.iter().enumerate() {
-                if matcher.regex.is_match(self.symbols.name(i as u32)) {
-                    let entry = docs.entry(s.doc).or_default();
-                    // Counts each matcher once per document: (matchers seen, symbols).
-                    if entry.0 == m {
-                        entry.0 += 1;
-                    }
-                    entry.1.push(i as u32);
+            for i in self.symbols.matching(matcher) {
+                let entry = docs.entry(self.symbols.syms[i as usize].doc).or_default();
+                // Counts each matcher once per document: (matchers seen, symbols).
+                if entry.0 == m {
+                    entry.0 += 1;
                 }
+                entry.1.push(i);
             }
         }
         docs.into_iter()
@@ -830,15 +970,10 @@ impl Shard {
         if matchers.is_empty() {
             return HashSet::new();
         }
-        self.symbols
-            .syms
+        matchers
             .iter()
-            .enumerate()
-            .filter(|(i, _)| {
-                let name = self.symbols.name(*i as u32);
-                matchers.iter().any(|m| m.regex.is_match(name))
-            })
-            .map(|(_, s)| s.doc)
+            .flat_map(|m| self.symbols.matching(m))
+            .map(|i| self.symbols.syms[i as usize].doc)
             .collect()
     }
 

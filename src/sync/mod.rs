@@ -222,9 +222,10 @@ async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(),
     let git_dir = layout.clone_dir(repo_id);
     let limits = state.config.index_limits();
     let out = tmp.clone();
+    let previous = shard.clone();
     let built = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(out.parent().unwrap_or(&out)).map_err(|e| e.to_string())?;
-        index::build_shard(&git_dir, head, &out, &limits, &|done, total| {
+        index::build_shard(&git_dir, head, &out, &limits, Some(&previous), &|done, total| {
             let _ = tx.send((done, total));
         })
         .map_err(|e| e.to_string())

@@ -201,7 +201,7 @@ pub(super) fn build(nodes: &[Node], limits: &Limits) -> Result<Built, IndexError
     let repo = make_repo(nodes)?;
     let out = TempDir::new()?;
     let shard_dir: PathBuf = out.path().join("shard");
-    let stats = build_shard(repo.dir.path(), repo.commit, &shard_dir, limits, &|_, _| {})?;
+    let stats = build_shard(repo.dir.path(), repo.commit, &shard_dir, limits, None, &|_, _| {})?;
     Ok(Built {
         shard: Shard::open(&shard_dir)?,
         stats,
@@ -261,6 +261,7 @@ fn shard_holds_an_index_and_a_compressed_content_file() -> Result<(), IndexError
         repo.commit,
         &dir,
         &Limits::default(),
+        None,
         &progress,
     )?;
     assert_eq!(
@@ -284,6 +285,7 @@ fn shard_holds_an_index_and_a_compressed_content_file() -> Result<(), IndexError
         repo.commit,
         &dir,
         &Limits::default(),
+        None,
         &|_, _| {},
     );
     assert!(matches!(again, Err(IndexError::Io(_))));
@@ -383,6 +385,7 @@ fn a_tree_bomb_stops_at_the_entry_limit() -> Result<(), IndexError> {
         commit,
         &out.path().join("s"),
         &limits,
+        None,
         &|_, _| {},
     )?;
     assert_eq!(stats.stopped_at_entries, Some(50_000), "{stats:?}");

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{FILE, Node, build};
+use super::{FILE, Node, build, make_repo};
 use crate::index::{
-    IndexError, Limits, Pattern, ShardQuery, Symbol, SymbolKind, SymbolQuery, language_of,
+    IndexError, Limits, Pattern, Shard, ShardQuery, Symbol, SymbolKind, SymbolQuery, build_shard,
+    language_of,
 };
 
 /// (name, kind, name line, first line, last line, container)
@@ -55,7 +56,8 @@ fn rust_definitions() -> Result<(), IndexError> {
             ("Config", "struct", 1, 1, 3, None),
             ("Mode", "enum", 5, 5, 5, None),
             ("Store", "trait", 7, 7, 9, None),
-            // A signature without a body is not in tree-sitter-rust's tags query.
+            // A signature without a body: our pattern, not in tree-sitter-rust's tags query.
+            ("get", "method", 8, 8, 8, Some("Store")),
             ("new", "method", 12, 12, 14, Some("Config")),
             ("main", "function", 17, 17, 17, None),
             ("inner", "module", 19, 19, 21, None),
@@ -145,13 +147,15 @@ fn java_definitions() -> Result<(), IndexError> {
 fn c_and_cpp_definitions() -> Result<(), IndexError> {
     check(
         "list.c",
-        "struct node {\n  int value;\n};\n\ntypedef int count_t;\n\nenum color { RED, GREEN };\n\nint list_length(struct node *n) {\n  return 0;\n}\n",
+        "struct node {\n  int value;\n};\n\ntypedef int count_t;\n\nenum color { RED, GREEN };\n\nint list_length(struct node *n) {\n  return 0;\n}\n\nint list_sum(struct node *n);\n\nchar *list_name(struct node *n) {\n  return 0;\n}\n",
         &[
             ("node", "struct", 1, 1, 3, None),
             ("count_t", "type", 5, 5, 5, None),
             ("color", "enum", 7, 7, 7, None),
-            // tree-sitter-c's tags query marks the declarator, not the whole function.
-            ("list_length", "function", 9, 9, 9, None),
+            // A definition spans its body (our pattern); a prototype is its declarator.
+            ("list_length", "function", 9, 9, 11, None),
+            ("list_sum", "function", 13, 13, 13, None),
+            ("list_name", "function", 15, 15, 17, None),
         ],
     )?;
     check(
@@ -327,6 +331,35 @@ fn find_symbols_ranks_exact_and_top_level_first() -> Result<(), IndexError> {
     Ok(())
 }
 
+/// `sym:` literals are found by one scan over all names: a match never spans two names, and
+/// several matches in one name count it once.
+#[test]
+fn a_symbol_name_scan_stays_inside_each_name() -> Result<(), IndexError> {
+    let built = build(
+        &[Node::Blob(
+            "pair.rs",
+            FILE,
+            b"fn tail_ab() {}\nfn cd_head() {}\nfn abab() {}\n".to_vec(),
+        )],
+        &Limits::default(),
+    )?;
+    let find = |text: &str| -> Result<Vec<String>, IndexError> {
+        let (found, total) = built.shard.find_symbols(&SymbolQuery {
+            pattern: literal(text),
+            kind: None,
+            languages: vec![],
+            limit: 10,
+        })?;
+        assert_eq!(total, found.len());
+        Ok(found.into_iter().map(|s| s.name).collect())
+    };
+    assert_eq!(find("AIL_A")?, ["tail_ab"]);
+    assert_eq!(find("D_HEAD")?, ["cd_head"]);
+    assert!(find("abcd")?.is_empty(), "across tail_ab and cd_head");
+    assert_eq!(find("ab")?, ["abab", "tail_ab"]);
+    Ok(())
+}
+
 #[test]
 fn hostile_files_are_skipped_or_bounded() -> Result<(), IndexError> {
     // 900 KB on one line: over the symbol size limit, indexed without symbols.
@@ -397,6 +430,56 @@ fn a_parse_over_budget_is_cut_and_counted() -> Result<(), IndexError> {
     };
     let built = build(&[Node::Blob("big.rs", FILE, big.into_bytes())], &limits)?;
     assert_eq!(built.stats.symbols, 10_000);
+    Ok(())
+}
+
+/// A re-index parses only the files that changed: the others keep the replaced shard's
+/// symbols (same path, same blob), and a damaged previous file only costs the reuse.
+#[test]
+fn a_rebuild_reuses_the_symbols_of_unchanged_files() -> Result<(), IndexError> {
+    let first = build(
+        &[
+            Node::Blob("kept.rs", FILE, b"pub fn kept_one() {}\n".to_vec()),
+            Node::Blob("moved.rs", FILE, b"pub fn before_change() {}\n".to_vec()),
+        ],
+        &Limits::default(),
+    )?;
+    let previous = first._out.path().join("shard");
+    let changed = make_repo(&[
+        Node::Blob("kept.rs", FILE, b"pub fn kept_one() {}\n".to_vec()),
+        Node::Blob("moved.rs", FILE, b"pub fn after_change() {}\n".to_vec()),
+    ])?;
+    let rebuild = |out: &std::path::Path, previous: Option<&std::path::Path>| {
+        build_shard(
+            changed.dir.path(),
+            changed.commit,
+            out,
+            &Limits::default(),
+            previous,
+            &|_, _| {},
+        )
+    };
+    let scratch = tempfile::TempDir::new()?;
+    let out = scratch.path().join("reused");
+    let stats = rebuild(&out, Some(&previous))?;
+    assert_eq!(stats.symbols_reused, 1, "{stats:?}");
+    let shard = Shard::open(&out)?;
+    let names = |path: &str| -> Vec<String> {
+        shard.outline(path).into_iter().map(|s| s.name).collect()
+    };
+    assert_eq!(names("kept.rs"), ["kept_one"]);
+    assert_eq!(names("moved.rs"), ["after_change"]);
+
+    // A damaged symbol file of the old shard: nothing reused, everything extracted again.
+    std::fs::write(previous.join("symbols.bin"), b"CLSYM02\n\xff\xff")?;
+    let out = scratch.path().join("parsed");
+    let stats = rebuild(&out, Some(&previous))?;
+    assert_eq!((stats.symbols_reused, stats.symbols), (0, 2), "{stats:?}");
+    assert_eq!(
+        Shard::open(&out)?.outline("kept.rs")[0].name,
+        "kept_one",
+        "parsed again"
+    );
     Ok(())
 }
 
