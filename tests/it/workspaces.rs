@@ -20,6 +20,7 @@ on_both_databases!(
     another_user_sees_nothing_and_guesses_get_404,
     a_job_of_a_killed_worker_is_taken_again_and_finishes_once,
     unlinked_workspaces_show_their_repository_count,
+    the_repository_filter_and_tick_all_work_without_javascript,
 );
 
 async fn repo_count(app: &TestApp) -> i64 {
@@ -599,4 +600,71 @@ async fn unlinked_workspaces_show_their_repository_count(backend: Backend) {
     let page = app.page(&browser, "/workspaces").await;
     let list = app.get_json(&browser, "/api/v1/workspaces").await;
     assert!(page_row(&page, &list, "eleven").contains(">11</td>"));
+}
+
+async fn the_repository_filter_and_tick_all_work_without_javascript(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.fake.add_user("Filterer");
+    member_of(&app, &user, &["team"]);
+    for slug in ["alpha-api", "alpha-web", "beta"] {
+        app.fake.add_repo("team", slug);
+    }
+    let browser = app.browser();
+    app.sign_in(&browser, &user).await;
+    wait_until(10, "3 repositories", || async {
+        repo_count(&app).await == 3
+    })
+    .await;
+    // Each row's opening tag and its checkbox, by repository.
+    let rows = |page: &str| -> Vec<(String, bool, bool)> {
+        page.split("<tr id=\"repo-")
+            .skip(1)
+            .map(|row| {
+                let tag = &row[..row.find('>').expect("tag")];
+                let boxed = &row[row.find("<input").expect("box")..];
+                let boxed = &boxed[..boxed.find('>').expect("box end")];
+                let name = ["alpha-api", "alpha-web", "beta"]
+                    .into_iter()
+                    .find(|n| row.contains(&format!("team/{n}")))
+                    .expect("a repository");
+                (
+                    name.to_owned(),
+                    !tag.contains("hidden"),
+                    boxed.contains("checked"),
+                )
+            })
+            .collect()
+    };
+    let page = app.page(&browser, "/repositories").await;
+    assert!(page.contains(r#"<form id="filter" method="get" action="/repositories">"#));
+    assert!(page.contains(r#"name="filter" form="filter""#));
+    assert!(
+        rows(&page)
+            .iter()
+            .all(|(_, shown, ticked)| *shown && !ticked)
+    );
+
+    let page = app.page(&browser, "/repositories?filter=ALPHA").await;
+    assert!(page.contains(r#"value="ALPHA""#), "the box keeps the words");
+    assert_eq!(
+        rows(&page),
+        [
+            ("alpha-api".into(), true, false),
+            ("alpha-web".into(), true, false),
+            ("beta".into(), false, false)
+        ]
+    );
+    // (askama writes the `&` as `&#38;`.)
+    assert!(page.contains(r#"href="/repositories?filter=ALPHA&#38;tick=shown""#));
+    let page = app
+        .page(&browser, "/repositories?filter=ALPHA&tick=shown")
+        .await;
+    assert_eq!(
+        rows(&page),
+        [
+            ("alpha-api".into(), true, true),
+            ("alpha-web".into(), true, true),
+            ("beta".into(), false, false)
+        ]
+    );
 }
