@@ -298,10 +298,10 @@ impl SearchPage {
         self.narrow(&format!("lang:{lang}"))
     }
 
-    /// Link to the same query, counting every matching file.
+    /// Link to this page of the query, counting every matching file.
     pub fn exact_href(&self) -> String {
-        let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
-        format!("/search?q={q}&exact=1")
+        let offset = self.results.as_ref().map_or(0, |r| r.offset);
+        format!("{}&exact=1", self.page_href(offset))
     }
 
     /// Link to the next page of results.
