@@ -565,7 +565,7 @@ async fn unlinked_workspaces_show_their_repository_count(backend: Backend) {
     let eleven = page_row(&page, &list, "eleven");
     assert!(eleven.contains("11 repositories"), "{eleven}");
     assert!(!eleven.contains("listed after linking"), "{eleven}");
-    assert!(page_row(&page, &list, "single").contains("1 repository<"));
+    assert!(page_row(&page, &list, "single").contains("1 repository <"));
     assert_eq!(workspace(&list, "eleven")["bitbucket_repositories"], 11);
     assert_eq!(app.fake.requests("/2.0/repositories/eleven"), 1);
 
@@ -586,7 +586,7 @@ async fn unlinked_workspaces_show_their_repository_count(backend: Backend) {
     let page = app.page(&browser, "/workspaces").await;
     assert!(page.contains("Refreshed from Bitbucket: 2 workspaces."));
     assert!(page_row(&page, &list, "eleven").contains("listed after linking"));
-    assert!(page_row(&page, &list, "single").contains("1 repository<"));
+    assert!(page_row(&page, &list, "single").contains("1 repository <"));
     assert_eq!(app.fake.requests("/2.0/repositories/eleven"), before + 1);
 
     // Linked, the workspace shows the repositories codelayer listed.
