@@ -38,6 +38,7 @@
       });
       now.replaceWith(document.importNode(next, true));
     });
+    applyFilter();
   }
   // Every repository seen building since the page loaded: the overall bar covers them all.
   var batch = {};
@@ -135,19 +136,25 @@
     if (row && isBusy(c.dataset.state)) batch[row.dataset.repo] = true;
   });
 
-  // Filter and select-all: only with JavaScript, so they are hidden without it.
+  // Filter and select-all in place; without JavaScript a GET form and a link do the same.
   var tools = document.querySelector("#build .tools");
   var filter = document.getElementById("repo-filter");
   var all = document.getElementById("select-all");
   function rows() { return Array.prototype.slice.call(document.querySelectorAll("tr[data-repo]")); }
+  // Rows that name every word typed stay shown (fresh rows from the server too).
+  function applyFilter() {
+    if (!filter) return;
+    var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    rows().forEach(function (row) {
+      var text = row.cells[0].textContent.toLowerCase();
+      row.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+    });
+  }
   if (tools && filter && all) {
-    tools.hidden = false;
+    tools.querySelectorAll(".no-script").forEach(function (e) { e.hidden = true; });
+    tools.querySelectorAll(".with-script").forEach(function (e) { e.hidden = false; });
     filter.addEventListener("input", function () {
-      var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
-      rows().forEach(function (row) {
-        var text = row.cells[0].textContent.toLowerCase();
-        row.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
-      });
+      applyFilter();
       all.checked = false;
     });
     all.addEventListener("change", function () {

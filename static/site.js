@@ -1,7 +1,9 @@
 // Every page, better with JavaScript (each works without it):
 // - "/" focuses the search box (or opens search), Escape leaves it;
 // - j / k move through search results (Enter opens the focused one);
-// - a "Copy" button on each block marked data-copy (callback URL, tokens, MCP snippets).
+// - a "Copy" button on each block marked data-copy (callback URL, tokens, MCP snippets);
+// - a results count that is a lower bound ("100+ files") is counted exactly in the
+//   background, facets and page links with it; the "count exactly" link stays if that fails.
 (function () {
   "use strict";
   function typing(e) {
@@ -32,6 +34,30 @@
       move(-1);
     }
   });
+
+  // The same page counted exactly: its count, facets and page links replace these.
+  var counting = document.querySelector("a[data-count]");
+  var count = document.getElementById("file-count");
+  if (counting && count && window.fetch && window.AbortController) {
+    var stop = new AbortController();
+    var timer = window.setTimeout(function () { stop.abort(); }, 30000);
+    fetch(counting.href, { credentials: "same-origin", signal: stop.signal })
+      .then(function (res) { return res.ok ? res.text() : Promise.reject(res.status); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        var exact = fresh.getElementById("file-count");
+        // Still a lower bound (the search hit its time limit): the link stays.
+        if (!exact || exact.textContent.indexOf("+") >= 0) return;
+        count.textContent = exact.textContent;
+        [".facets", ".pager"].forEach(function (css) {
+          var now = document.querySelector(css), next = fresh.querySelector(css);
+          if (now && next) now.replaceWith(document.importNode(next, true));
+        });
+        counting.closest(".count-exactly").remove();
+      })
+      .catch(function () { /* the link still counts exactly */ })
+      .then(function () { window.clearTimeout(timer); });
+  }
 
   function copy(text) {
     if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);

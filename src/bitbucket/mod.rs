@@ -167,7 +167,7 @@ impl Bitbucket {
     /// `/2.0/user` with a token that belongs to no stored connection yet (sign-in).
     pub async fn user_with_token(&self, token: &str) -> Result<BbUser, BbError> {
         let url = self.url("/2.0/user")?;
-        self.get_with_token(token, &url, None).await
+        self.get_with_token(token, &url, None, self.retry).await
     }
 
     /// The signed-in user's Bitbucket profile.
@@ -239,6 +239,25 @@ impl Bitbucket {
         }
     }
 
+    /// How many repositories `repositories` would list, from the envelope's `size`: one
+    /// call, never retried (a count is a nicety); `None` when Bitbucket gave no size.
+    pub async fn repository_count(
+        &self,
+        caller: Caller,
+        workspace: &str,
+    ) -> Result<Option<u64>, BbError> {
+        let url = self.url(&format!(
+            "/2.0/repositories/{}?pagelen=1&role=member&fields=size",
+            urlencode(workspace)
+        ))?;
+        let once = RetryPolicy {
+            max_retries: 0,
+            ..self.retry
+        };
+        let page: Page<serde::de::IgnoredAny> = self.get_with(caller, &url, once).await?;
+        Ok(page.size)
+    }
+
     /// One repository.
     pub async fn repository(
         &self,
@@ -289,12 +308,22 @@ impl Bitbucket {
 
     /// GET with the user's token: refreshes once on 401, then gives up with "sign in again".
     async fn get<T: DeserializeOwned>(&self, caller: Caller, url: &Url) -> Result<T, BbError> {
+        self.get_with(caller, url, self.retry).await
+    }
+
+    /// `get` with its own retry policy.
+    async fn get_with<T: DeserializeOwned>(
+        &self,
+        caller: Caller,
+        url: &Url,
+        retry: RetryPolicy,
+    ) -> Result<T, BbError> {
         let user_id = caller.user;
         let token = self.tokens.access_token(user_id).await?;
-        match self.get_with_token(&token, url, Some(caller)).await {
+        match self.get_with_token(&token, url, Some(caller), retry).await {
             Err(BbError::Status(StatusCode::UNAUTHORIZED)) => {
                 let token = self.tokens.after_unauthorized(user_id, &token).await?;
-                match self.get_with_token(&token, url, Some(caller)).await {
+                match self.get_with_token(&token, url, Some(caller), retry).await {
                     Err(BbError::Status(StatusCode::UNAUTHORIZED)) => {
                         self.tokens
                             .mark_sign_in_again(user_id)
@@ -315,11 +344,12 @@ impl Bitbucket {
         token: &str,
         url: &Url,
         caller: Option<Caller>,
+        retry: RetryPolicy,
     ) -> Result<T, BbError> {
         let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
+            .with_min_delay(retry.min_delay)
+            .with_max_delay(retry.max_delay)
+            .with_max_times(retry.max_retries)
             .with_jitter()
             .build();
         loop {

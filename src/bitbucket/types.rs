@@ -2,12 +2,14 @@
 
 use serde::Deserialize;
 
-/// The pagination envelope; `next` is absent on the last page.
+/// The pagination envelope; `next` is absent on the last page, `size` (the number of values
+/// on all pages) is optional.
 #[derive(Debug, Deserialize)]
 pub struct Page<T> {
     #[serde(default = "Vec::new")]
     pub values: Vec<T>,
     pub next: Option<String>,
+    pub size: Option<u64>,
 }
 
 /// `GET /2.0/user`.

@@ -6,7 +6,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     response::Redirect,
 };
 use serde::{Deserialize, Serialize};
@@ -266,6 +266,18 @@ pub struct Section {
     pub repositories: Vec<RepositoryView>,
 }
 
+/// The filter box and "Tick all shown" without JavaScript (with it, both work in place).
+#[derive(Deserialize)]
+pub struct ListParams {
+    #[serde(default)]
+    filter: String,
+    /// `tick=shown`: the rows the filter shows come ticked.
+    tick: Option<String>,
+}
+
+/// The filter box reads this much of what was typed.
+const MAX_FILTER_CHARS: usize = 200;
+
 #[derive(Template, WebTemplate)]
 #[template(path = "repositories.html")]
 pub struct RepositoriesPage {
@@ -275,6 +287,30 @@ pub struct RepositoriesPage {
     /// Repositories being built now, and their average progress.
     building: usize,
     building_percent: u8,
+    filter: String,
+    tick_shown: bool,
+}
+
+impl RepositoriesPage {
+    /// Whether the filter shows this row: it names every word (like the live filter).
+    pub fn shown(&self, r: &RepositoryView) -> bool {
+        let name = format!("{} {}", r.name, r.full_name).to_lowercase();
+        self.filter
+            .to_lowercase()
+            .split_whitespace()
+            .all(|word| name.contains(word))
+    }
+
+    /// Whether the row's box is ticked: selected before, or "Tick all shown" asked for it.
+    pub fn ticked(&self, r: &RepositoryView) -> bool {
+        r.selected.0 || (self.tick_shown && self.shown(r))
+    }
+
+    /// This page with the shown rows ticked.
+    pub fn tick_href(&self) -> String {
+        let filter: String = url::form_urlencoded::byte_serialize(self.filter.as_bytes()).collect();
+        format!("/repositories?filter={filter}&tick=shown")
+    }
 }
 
 /// `GET /repositories`.
@@ -282,6 +318,7 @@ pub async fn page(
     State(state): State<AppState>,
     session: Session,
     user: CurrentUser,
+    Query(params): Query<ListParams>,
 ) -> Result<RepositoriesPage, AppError> {
     let mut repositories = list_for_user(&state, user.id).await?;
     let busy: Vec<u64> = repositories
@@ -314,6 +351,8 @@ pub async fn page(
         sections,
         building,
         building_percent,
+        filter: params.filter.chars().take(MAX_FILTER_CHARS).collect(),
+        tick_shown: params.tick.as_deref() == Some("shown"),
     })
 }
 

@@ -31,6 +31,11 @@ use crate::{
 pub const PAGE_SIZE: usize = 20;
 /// Matching lines shown per file (`match_count` says how many more there are).
 pub const LINES_PER_FILE: usize = 5;
+/// The results page reads up to this many more matching lines per file, revealed in place
+/// on request; the file view has the rest.
+pub const MORE_LINES_PER_FILE: usize = 30;
+/// ... and this many more in all per page, so a page of long files stays small.
+pub const MORE_LINES_PER_PAGE: usize = 200;
 /// Results are paged this deep at most; past it, a narrower query is the way on.
 pub const MAX_DEPTH: usize = 1000;
 
@@ -57,6 +62,10 @@ pub struct FileHit {
     pub language: String,
     pub matches: Vec<LineHit>,
     pub match_count: usize,
+    /// The next matching lines after `matches`, for the page to reveal in place (only read
+    /// when the search asked for them: the JSON answers leave them out).
+    #[serde(skip)]
+    pub more_matches: Vec<LineHit>,
     /// The commit this answer comes from, and whether Bitbucket's main branch has moved past it.
     pub indexed_commit: String,
     pub bitbucket_ahead: bool,
@@ -65,6 +74,15 @@ pub struct FileHit {
     /// The file within its shard, to fetch its lines once it made the page.
     #[serde(skip)]
     pub doc: u32,
+}
+
+/// What a search does beyond ranking one page of files.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Count every matching file instead of stopping once the page is sure.
+    pub exact: bool,
+    /// Read the files' next matching lines too (`FileHit::more_matches`).
+    pub more_lines: bool,
 }
 
 /// A page of results.
@@ -155,7 +173,16 @@ pub async fn run_scoped(
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
     let offset = decode_offset(cursor)?;
-    run_counted(state, user_id, text, offset, page_size, only, false).await
+    run_counted(
+        state,
+        user_id,
+        text,
+        offset,
+        page_size,
+        only,
+        Options::default(),
+    )
+    .await
 }
 
 /// One page of results starting `offset` files deep in the ranking (callers with cursors of
@@ -168,7 +195,16 @@ pub async fn run_at(
     page_size: usize,
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
-    run_counted(state, user_id, text, offset, page_size, only, false).await
+    run_counted(
+        state,
+        user_id,
+        text,
+        offset,
+        page_size,
+        only,
+        Options::default(),
+    )
+    .await
 }
 
 /// The offset a page cursor names (none or empty: the first page).
@@ -184,8 +220,9 @@ pub fn decode_offset(cursor: Option<&str>) -> Result<usize, SearchError> {
 const EARLY_FACTOR: usize = 4;
 const EARLY_MIN: usize = 100;
 
-/// A search: `exact` counts every matching file (bounded by the deadline); otherwise the
-/// search stops once enough files matched for the page, and says the count is a lower bound.
+/// A search: `options.exact` counts every matching file (bounded by the deadline); otherwise
+/// the search stops once enough files matched for the page, and says the count is a lower
+/// bound.
 pub async fn run_counted(
     state: &AppState,
     user_id: UserId,
@@ -193,7 +230,7 @@ pub async fn run_counted(
     offset: usize,
     page_size: usize,
     only: Option<RepoId>,
-    exact: bool,
+    options: Options,
 ) -> Result<Results, SearchError> {
     // What the user may read is decided now, on every request; the cache only saves the
     // search work. Same user, same readable repositories, same request, no shard changed
@@ -216,7 +253,7 @@ pub async fn run_counted(
             )
         })
         .collect();
-    let key = format!("{exact}\u{0}{page_size}\u{0}{ids:?}\u{0}{offset}\u{0}{text}");
+    let key = format!("{options:?}\u{0}{page_size}\u{0}{ids:?}\u{0}{offset}\u{0}{text}");
     if let Some(kept) = state.recent.get::<Results>(user_id, &key, generation) {
         let mut results = Results {
             took_ms: 0,
@@ -232,7 +269,7 @@ pub async fn run_counted(
         }
         return Ok(results);
     }
-    let mut results = compute(state, user_id, repos, text, offset, page_size, exact).await?;
+    let mut results = compute(state, user_id, repos, text, offset, page_size, options).await?;
     results.repositories_indexed = repositories_indexed;
     // A cut answer is not kept: asking again may find more.
     if !results.partial {
@@ -250,7 +287,7 @@ async fn compute(
     text: &str,
     offset: usize,
     page_size: usize,
-    exact: bool,
+    options: Options,
 ) -> Result<Results, SearchError> {
     let started = Instant::now();
     let deadline = started + state.config.search_deadline;
@@ -284,7 +321,7 @@ async fn compute(
     // Raised when this future is dropped (the client went away): the shard work stops too.
     let cancelled = CancelOnDrop(Arc::new(AtomicBool::new(false)));
     let mut stop = Stop::new(deadline, cancelled.0.clone());
-    if !exact {
+    if !options.exact {
         stop = stop.after_matches((wanted * EARLY_FACTOR).max(EARLY_MIN));
     }
     let per_shard = Arc::new(per_shard);
@@ -317,7 +354,8 @@ async fn compute(
             .then_with(|| a.path.cmp(&b.path))
     });
     let results: Vec<FileHit> = files.into_iter().skip(offset).take(page_size).collect();
-    let (results, lines_cut) = add_lines(state, results, per_shard, stop).await?;
+    let (results, lines_cut) =
+        add_lines(state, results, per_shard, stop, options.more_lines).await?;
     partial |= lines_cut;
     let next_cursor = (offset + page_size < total_files
         && results.len() == page_size
@@ -428,6 +466,7 @@ fn file_hit(repo: &Searchable, file: FileMatch) -> FileHit {
         bitbucket_ahead: repo.bitbucket_ahead(),
         score: file.score,
         matches: file.matches.into_iter().map(line_hit).collect(),
+        more_matches: Vec::new(),
     }
 }
 
@@ -443,17 +482,20 @@ fn line_hit(m: crate::index::LineMatch) -> LineHit {
 }
 
 /// Fills in the matching lines of the files that made the page (only these are read a
-/// second time: ranking needed no lines).
+/// second time: ranking needed no lines), and with `more` the next ones, within
+/// `MORE_LINES_PER_FILE` and `MORE_LINES_PER_PAGE`.
 async fn add_lines(
     state: &AppState,
     files: Vec<FileHit>,
     query: Arc<PreparedQuery>,
     stop: Stop,
+    more: bool,
 ) -> Result<(Vec<FileHit>, bool), SearchError> {
     let pool = state.search_pool.clone();
     let state = state.clone();
     pool.run(move || {
         let mut partial = false;
+        let mut budget = if more { MORE_LINES_PER_PAGE } else { 0 };
         let mut out = Vec::with_capacity(files.len());
         for mut file in files {
             if stop.reached() {
@@ -466,6 +508,23 @@ async fn add_lines(
                             .map_err(|e| index_fault(&state, file.repository_id, &e))?;
                         file.matches = lines.into_iter().map(line_hit).collect();
                         file.match_count = count;
+                        let wanted = MORE_LINES_PER_FILE.min(budget);
+                        if count > LINES_PER_FILE && wanted > 0 {
+                            // Read again with a larger limit rather than cut the first
+                            // answer: which lines lead (definitions first) depends on the
+                            // limit, and the shown ones are always among the larger set.
+                            let (all, _) =
+                                shard
+                                    .lines(file.doc, &query, LINES_PER_FILE + wanted)
+                                    .map_err(|e| index_fault(&state, file.repository_id, &e))?;
+                            let shown: Vec<u32> = file.matches.iter().map(|m| m.line).collect();
+                            file.more_matches = all
+                                .into_iter()
+                                .filter(|l| !shown.contains(&l.line))
+                                .map(line_hit)
+                                .collect();
+                            budget = budget.saturating_sub(file.more_matches.len());
+                        }
                     }
                     // Deleted meanwhile: it leaves the page.
                     Err(ShardError::Retired) => continue,

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use crate::index::Symbol;
 
 use super::{
-    FileHit, LineHit, PAGE_SIZE, Results, SearchError, decode_offset, index_fault, query,
+    FileHit, LineHit, Options, PAGE_SIZE, Results, SearchError, decode_offset, index_fault, query,
     run_counted,
 };
 
@@ -160,18 +160,43 @@ impl FileHit {
         blob_href(self.repository_id, &self.path, q, line)
     }
 
-    pub fn snippets(&self) -> Vec<Snippet> {
-        snippets(&self.matches)
+    /// The bodies of the file's code table: the snippets shown, then — when more lines were
+    /// read — all of them merged, which the page swaps in when "more" is opened.
+    pub fn bodies(&self) -> Vec<(&'static str, Vec<Snippet>)> {
+        if self.more_matches.is_empty() {
+            return vec![("lines", snippets(&self.matches))];
+        }
+        let all: Vec<LineHit> = self
+            .matches
+            .iter()
+            .chain(&self.more_matches)
+            .cloned()
+            .collect();
+        vec![
+            ("lines fewer", snippets(&self.matches)),
+            ("lines all", snippets(&all)),
+        ]
     }
 
-    /// Matching lines not shown here (the file view marks them all).
+    /// Matching lines not shown at first (the file view marks them all).
     pub fn more(&self) -> usize {
         self.match_count.saturating_sub(self.matches.len())
     }
 
-    /// The file view at the last match shown, where the hidden ones follow.
+    /// Matching lines neither shown nor revealed by "more": only the file view has them.
+    pub fn beyond(&self) -> usize {
+        self.more().saturating_sub(self.more_matches.len())
+    }
+
+    /// The file view at the last match the page has, where the others follow.
     pub fn more_href(&self, q: &str) -> String {
-        self.href(q, self.matches.last().map_or(1, |m| m.line))
+        let last = self
+            .matches
+            .iter()
+            .chain(&self.more_matches)
+            .map(|m| m.line)
+            .max();
+        self.href(q, last.unwrap_or(1))
     }
 }
 
@@ -273,10 +298,10 @@ impl SearchPage {
         self.narrow(&format!("lang:{lang}"))
     }
 
-    /// Link to the same query, counting every matching file.
+    /// Link to this page of the query, counting every matching file.
     pub fn exact_href(&self) -> String {
-        let q: String = url::form_urlencoded::byte_serialize(self.q.as_bytes()).collect();
-        format!("/search?q={q}&exact=1")
+        let offset = self.results.as_ref().map_or(0, |r| r.offset);
+        format!("{}&exact=1", self.page_href(offset))
     }
 
     /// Link to the next page of results.
@@ -304,7 +329,13 @@ pub async fn page(
         (None, None, None)
     } else {
         let searched = match decode_offset(params.cursor.as_deref()) {
-            Ok(offset) => run_counted(&state, user.id, &q, offset, PAGE_SIZE, None, exact).await,
+            Ok(offset) => {
+                let options = Options {
+                    exact,
+                    more_lines: true,
+                };
+                run_counted(&state, user.id, &q, offset, PAGE_SIZE, None, options).await
+            }
             Err(e) => Err(e),
         };
         match searched {
@@ -346,7 +377,10 @@ pub async fn api(
             decode_offset(params.cursor.as_deref()).map_err(AppError::from)?,
             PAGE_SIZE,
             None,
-            params.exact(),
+            Options {
+                exact: params.exact(),
+                more_lines: false,
+            },
         )
         .await
         .map_err(AppError::from)?,

@@ -90,6 +90,9 @@ pub struct WorkspaceView {
     pub status: WorkspaceStatus,
     pub reason: Option<InactiveReason>,
     pub repository_count: i64,
+    /// How many repositories Bitbucket has for this workspace while it is not linked
+    /// (`None`: not known).
+    pub bitbucket_repositories: Option<i64>,
     pub refreshed_at: String,
     pub error: Option<String>,
     #[serde(skip)]
@@ -109,10 +112,11 @@ struct WorkspaceRow {
     load_error: Option<String>,
     refreshed_at: i64,
     repository_count: i64,
+    bitbucket_repositories: Option<i64>,
 }
 
 const SELECT_WORKSPACES: &str = "SELECT w.id, w.uuid, w.slug, w.name, w.permission, w.linked, \
-    w.reachable, w.purging, w.load_error, w.refreshed_at, \
+    w.reachable, w.purging, w.load_error, w.refreshed_at, w.bitbucket_repositories, \
     (SELECT COUNT(*) FROM repositories r WHERE r.workspace_id = w.id) AS repository_count \
     FROM workspaces w WHERE w.user_id = $1";
 
@@ -175,6 +179,7 @@ fn view(r: WorkspaceRow, connected: bool) -> WorkspaceView {
         },
         reason,
         repository_count: r.repository_count,
+        bitbucket_repositories: r.bitbucket_repositories,
         refreshed_at: format_time(r.refreshed_at),
         error: r.load_error,
         purging: r.purging != 0,

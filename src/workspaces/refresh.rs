@@ -51,6 +51,7 @@ pub async fn refresh(state: &AppState, caller: Caller) -> Result<Outcome, BbErro
     for ws in &listed {
         upsert(state, user_id, ws, auto_link).await.map_err(store)?;
     }
+    count_unlinked(state, caller).await.map_err(store)?;
 
     let listed_uuids: HashSet<&str> = listed.iter().map(|w| w.uuid.as_str()).collect();
     for (id, uuid, reachable) in &known {
@@ -89,6 +90,34 @@ pub async fn refresh(state: &AppState, caller: Caller) -> Result<Outcome, BbErro
         workspaces: listed.len(),
         auto_linked,
     })
+}
+
+/// Asks Bitbucket how many repositories each unlinked workspace has (their lists are read
+/// only once linked): one call each per refresh. Unknown (`NULL`) when Bitbucket gives no
+/// size or the call fails — a count never fails the refresh.
+async fn count_unlinked(state: &AppState, caller: Caller) -> Result<(), sqlx::Error> {
+    let unlinked: Vec<(WorkspaceId, String)> = sqlx::query_as(
+        "SELECT id, slug FROM workspaces WHERE user_id = $1 AND linked = 0 AND reachable = 1 \
+         AND purging = 0",
+    )
+    .bind(caller.user)
+    .fetch_all(&state.db.pool)
+    .await?;
+    for (id, slug) in unlinked {
+        let count = match state.bitbucket.repository_count(caller, &slug).await {
+            Ok(count) => count.and_then(|n| i64::try_from(n).ok()),
+            Err(e) => {
+                tracing::info!(workspace_id = %id, error = %e, "repository count unknown");
+                None
+            }
+        };
+        sqlx::query("UPDATE workspaces SET bitbucket_repositories = $2 WHERE id = $1")
+            .bind(id)
+            .bind(count)
+            .execute(&state.db.pool)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn upsert(

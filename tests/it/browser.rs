@@ -465,11 +465,19 @@ fn arrange(app: &TestApp) -> FakeUser {
     fake.add_member("tools", &ada, "member");
 
     fake.add_repo("acme", "api-server");
-    fake.commit(
-        "acme",
-        "api-server",
-        "main",
-        &[
+    // A file with many matches, for "Show more", and enough files for a count that the
+    // first answer leaves open ("100+ files").
+    let routes: String = (0..40)
+        .map(|i| format!("fn route_{i}() {{\n    register_route(\"/r{i}\");\n}}\n"))
+        .collect();
+    let notes: Vec<(String, FakeFile)> = (0..120)
+        .map(|i| {
+            let text = format!("note {i}: counted_everywhere\n");
+            (format!("notes/n{i:03}.txt"), FakeFile::Text(text))
+        })
+        .chain([("src/routes.rs".to_owned(), FakeFile::Text(routes))])
+        .collect();
+    let mut files: Vec<(&str, FakeFile)> = vec![
             (
                 "src/main.rs",
                 "mod config;\n\nfn main() {\n    let config = config::parse_config(\"codelayer.toml\").expect(\"a readable config\");\n    println!(\"listening on {}\", config.listen);\n}\n".into(),
@@ -504,8 +512,9 @@ fn arrange(app: &TestApp) -> FakeUser {
                 .as_str()
                 .into(),
             ),
-        ],
-    );
+        ];
+    files.extend(notes.iter().map(|(p, f)| (p.as_str(), f.clone())));
+    fake.commit("acme", "api-server", "main", &files);
     fake.add_repo("acme", "web-client");
     fake.commit(
         "acme",
@@ -593,8 +602,13 @@ async fn the_whole_journey_in_chromium() {
             status.contains("Inactive") && status.contains("not linked"),
             "{slug}: {status}"
         );
-        // Not "0": Bitbucket's list is read once the workspace is linked.
-        assert_eq!(cell(&c, slug, 4).await, "listed after linking", "{slug}");
+        // Bitbucket's count, until the list is read once the workspace is linked.
+        let count = if slug == "acme" {
+            "2 repositories on Bitbucket"
+        } else {
+            "1 repository on Bitbucket"
+        };
+        assert_eq!(cell(&c, slug, 4).await, count, "{slug}");
         wait_xpath(
             &c,
             &format!("{}//button[normalize-space()='Link']", row(slug)),
@@ -631,7 +645,7 @@ async fn the_whole_journey_in_chromium() {
     for (slug, status, repositories) in [
         ("acme", "Active", "2"),
         ("tools", "Active", "1"),
-        ("labs", "Inactive", "listed after linking"),
+        ("labs", "Inactive", "0 repositories on Bitbucket"),
     ] {
         let shown = cell(&c, slug, 3).await;
         assert_eq!(
@@ -856,7 +870,7 @@ async fn the_whole_journey_in_chromium() {
         .execute(
             "return Array.from(document.querySelectorAll('.card.file')).map(card => [\
                card.querySelector('h2').textContent, \
-               Array.from(card.querySelectorAll('table.code tr')).map(tr => \
+               Array.from(card.querySelectorAll('table.code tr')).filter(tr => tr.getClientRects().length).map(tr => \
                  tr.classList.contains('gap') ? 'gap' : tr.querySelector('td.ln').textContent.trim())]);",
             vec![],
         )
@@ -1037,6 +1051,120 @@ async fn the_whole_journey_in_chromium() {
     c.back().await.expect("back");
     c.back().await.expect("back to results");
     wait_text(&c, ".summary", "4 files").await;
+
+    // A file with 40 matches shows 5; "Show 30 more" (Enter on it, at the keyboard)
+    // reveals the next ones in place, merged with the first: each line once, in order.
+    c.goto(&app.at("/search?q=register_route"))
+        .await
+        .expect("many matches");
+    wait_text(&c, ".summary", "1 file").await;
+    let shown_lines = "return Array.from(document.querySelectorAll('.card.file table.code tr')) \
+         .filter(tr => tr.getClientRects().length) \
+         .map(tr => tr.classList.contains('gap') ? 'gap' : tr.querySelector('td.ln').textContent.trim());";
+    let numbers = |to: u32| json!((1..=to).map(|n| n.to_string()).collect::<Vec<_>>());
+    let before = c.execute(shown_lines, vec![]).await.expect("lines");
+    assert_eq!(before, numbers(15), "5 matches with their context");
+    let summary = wait_text(&c, "details.more summary", "Show 30 more matching lines").await;
+    assert!(!summary.contains("fewer"), "{summary}");
+    shots.take(&c, "12c-search-more-closed", true).await;
+    c.execute(
+        "document.querySelector('details.more summary').focus();",
+        vec![],
+    )
+    .await
+    .expect("focus");
+    keys(&c, "\u{e007}").await;
+    wait_until_js(
+        &c,
+        "return document.querySelector('details.more').open",
+        "Enter opens it",
+    )
+    .await;
+    let after = c.execute(shown_lines, vec![]).await.expect("lines");
+    assert_eq!(
+        after,
+        numbers(105),
+        "35 matches with their context, in place"
+    );
+    wait_text(&c, "details.more summary", "Show fewer lines").await;
+    wait_text(
+        &c,
+        "details.more p",
+        "5 more matching lines are in the file view",
+    )
+    .await;
+    // The revealed lines are coloured like the first ones.
+    wait_xpath(
+        &c,
+        "//tbody[contains(@class,'all')]/tr[100]//span[contains(@class,'hljs-title')]",
+    )
+    .await;
+    shots.take(&c, "12d-search-more-open", true).await;
+    // j still moves to the result; a click on the summary folds the lines away again.
+    keys(&c, "j").await;
+    wait_until_js(
+        &c,
+        "return document.querySelector('.card.file').classList.contains('current')",
+        "j marks the result",
+    )
+    .await;
+    c.find(Locator::Css("details.more summary"))
+        .await
+        .expect("summary")
+        .click()
+        .await
+        .expect("click");
+    wait_until_js(
+        &c,
+        "return !document.querySelector('details.more').open",
+        "a click closes it",
+    )
+    .await;
+    assert_eq!(
+        c.execute(shown_lines, vec![]).await.expect("lines"),
+        numbers(15)
+    );
+
+    // A count the first answer left open ("100+ files") follows in the background.
+    c.goto(&app.at("/search?q=counted_everywhere"))
+        .await
+        .expect("many files");
+    wait_text(&c, "#file-count", "120 files").await;
+    let sums = c
+        .execute(
+            "return Array.from(document.querySelectorAll('.facets ul')).map(ul => \
+               Array.from(ul.querySelectorAll('li > .muted')).reduce((s, n) => s + Number(n.textContent), 0));",
+            vec![],
+        )
+        .await
+        .expect("facets");
+    assert_eq!(sums, json!([120, 120]), "the facets follow the count");
+    let pages = c
+        .execute("return Array.from(document.querySelectorAll('.pager a:not(.button), .pager span')).map(e => e.textContent);", vec![])
+        .await
+        .expect("pages");
+    assert_eq!(
+        pages,
+        json!(["1", "2", "3", "…", "6"]),
+        "and so do the page links"
+    );
+    assert!(
+        c.find(Locator::Css("a[data-count]")).await.is_err(),
+        "the count is exact: no link to count it"
+    );
+    let served = c
+        .execute_async(
+            "const done = arguments[0]; fetch(location.href).then(r => r.text()).then(done, e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("the page as served");
+    let served = served.as_str().unwrap_or_default();
+    assert!(
+        served.contains("+ files</span>") && served.contains(">count exactly</a>"),
+        "the page came with a lower bound: {served}"
+    );
+    shots.take(&c, "12e-search-counted", true).await;
 
     // The query help, a search without hits and a missing page read well too.
     click(&c, "", "Query syntax").await;

@@ -611,6 +611,13 @@ async fn repositories_paginate_over_250() {
     );
     let (_, page) = api(&fake, &t, "/2.0/repositories/acme?fields=-values.links").await;
     assert!(page["values"][0].get("links").is_none() && page["next"].is_string());
+    // A count: the envelope's `size` alone. `size` is optional: the fake can leave it out.
+    let count = "/2.0/repositories/acme?pagelen=1&role=member&fields=size";
+    assert_eq!(api(&fake, &t, count).await.1, json!({"size": 250}));
+    fake.set_omit_page_size(true);
+    assert_eq!(api(&fake, &t, count).await.1, json!({}));
+    let (_, page) = api(&fake, &t, "/2.0/repositories/acme?pagelen=100").await;
+    assert!(page.get("size").is_none() && page["next"].is_string());
 }
 
 #[tokio::test]

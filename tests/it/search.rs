@@ -10,6 +10,7 @@ on_both_databases!(
     results_page_file_view_and_errors,
     personal_access_tokens,
     two_users_with_the_same_repository_names_see_only_their_own,
+    more_matching_lines_open_in_place_within_ceilings,
 );
 
 fn corpus() -> Vec<(&'static str, FakeFile)> {
@@ -450,4 +451,98 @@ async fn two_users_with_the_same_repository_names_see_only_their_own(backend: Ba
         .await
         .expect("blob");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// `n` functions, each calling `register_route` on its second line (lines 2, 5, 8, …).
+fn routes(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("fn route_{i}() {{\n    register_route(\"/r{i}\");\n}}\n"))
+        .collect()
+}
+
+/// The line numbers of the rows in one `<tbody class="…">` of an HTML snippet.
+fn body_lines(html: &str, class: &str) -> Vec<u32> {
+    let start = html
+        .find(&format!("<tbody class=\"{class}\">"))
+        .unwrap_or_else(|| panic!("a {class} body in {html}"));
+    let body = &html[start..start + html[start..].find("</tbody>").expect("end")];
+    let number = regex::Regex::new(r#"<td class="ln">(?:<a [^>]*>)?(\d+)"#).expect("regex");
+    number
+        .captures_iter(body)
+        .map(|c| c[1].parse().expect("a number"))
+        .collect()
+}
+
+async fn more_matching_lines_open_in_place_within_ceilings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // Eight files of 40 matching lines: 5 shown each, 30 more to reveal — until the page's
+    // 200 are used up.
+    let files: Vec<(String, FakeFile)> = (0..8)
+        .map(|i| (format!("src/routes_{i}.rs"), FakeFile::Text(routes(40))))
+        .chain([("src/one.rs".to_owned(), FakeFile::Text(routes(2)))])
+        .collect();
+    let files: Vec<(&str, FakeFile)> = files.iter().map(|(p, f)| (p.as_str(), f.clone())).collect();
+    let (b, _) = crate::common::indexed_user(&app, "Many", "acme", &["web"], &files).await;
+    let html = app.page(&b, "/search?q=register_route").await;
+    let cards: Vec<&str> = html
+        .split("<section class=\"card file\">")
+        .skip(1)
+        .collect();
+    assert_eq!(cards.len(), 9);
+    let mut revealed = Vec::new();
+    for card in &cards {
+        if card.contains("src/one.rs") {
+            assert!(
+                !card.contains("<details") && !card.contains("more matching"),
+                "{card}"
+            );
+            assert_eq!(body_lines(card, "lines"), [1, 2, 3, 4, 5, 6]);
+            continue;
+        }
+        // The first five matches with their context, merged into one run of lines.
+        let shown: Vec<u32> = (1..=15).collect();
+        if !card.contains("<details class=\"more\">") {
+            // The page's ceiling is reached: the file view has the rest.
+            assert_eq!(body_lines(card, "lines"), shown);
+            assert!(
+                card.contains("Show 35 more matching lines in the file</a>"),
+                "{card}"
+            );
+            revealed.push(0);
+            continue;
+        }
+        assert_eq!(body_lines(card, "lines fewer"), shown);
+        let all = body_lines(card, "lines all");
+        let n = (all.len() as u32 - 15) / 3;
+        assert_eq!(
+            all,
+            (1..=15 + 3 * n).collect::<Vec<u32>>(),
+            "each line once, in order"
+        );
+        assert!(
+            card.contains(&format!(
+                "<span class=\"closed\">Show {n} more matching lines</span>"
+            )),
+            "{card}"
+        );
+        let beyond = 35 - n;
+        assert!(
+            card.contains(&format!("{beyond} more matching lines are in <a href=")),
+            "{card}"
+        );
+        revealed.push(n);
+    }
+    revealed.sort_unstable();
+    assert_eq!(
+        revealed,
+        [0, 20, 30, 30, 30, 30, 30, 30],
+        "30 per file, 200 per page"
+    );
+
+    // The JSON API keeps its shape: five lines per file and no revealed ones.
+    let v = app.search(&b, "register_route").await;
+    for r in v["results"].as_array().expect("results") {
+        assert!(r.get("more_matches").is_none(), "{r}");
+        assert!(r["matches"].as_array().expect("matches").len() <= 5);
+    }
 }

@@ -19,6 +19,8 @@ on_both_databases!(
     revoked_token_turns_workspaces_inactive,
     another_user_sees_nothing_and_guesses_get_404,
     a_job_of_a_killed_worker_is_taken_again_and_finishes_once,
+    unlinked_workspaces_show_their_repository_count,
+    the_repository_filter_and_tick_all_work_without_javascript,
 );
 
 async fn repo_count(app: &TestApp) -> i64 {
@@ -296,26 +298,29 @@ async fn the_request_budget_paces_calls(backend: Backend) {
     let user = app.fake.add_user("Paced");
     member_of(&app, &user, &["a", "b", "c", "d"]);
     let browser = app.browser();
-    // Sign-in: user + list + 2 per workspace = 10 calls; 4 at once, then 2 a second.
+    // Sign-in: user + list + 3 per workspace (name, permission, repository count) = 14
+    // calls; 4 at once, then 2 a second.
     let started = std::time::Instant::now();
     app.sign_in(&browser, &user).await;
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(2500),
+        took >= Duration::from_millis(4500),
         "the budget slowed the calls: {took:?}"
     );
-    assert_eq!(app.fake.requests("/2.0/"), 10);
+    assert_eq!(app.fake.requests("/2.0/"), 14);
 }
 
 async fn gone_endpoints_are_not_retried_and_5xx_give_up_visibly(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = app.fake.add_user("Unlucky");
     member_of(&app, &user, &["gone", "broken"]);
+    let browser = app.browser();
+    app.sign_in(&browser, &user).await;
+    // Signing in counted each workspace's repositories (one call each): the loads fail.
+    assert_eq!(app.fake.requests("/2.0/repositories/"), 2);
     app.fake.fail_next("/2.0/repositories/gone", 410, 100, None);
     app.fake
         .fail_next("/2.0/repositories/broken", 500, 1000, None);
-    let browser = app.browser();
-    app.sign_in(&browser, &user).await;
     let list = app.get_json(&browser, "/api/v1/workspaces").await;
     for slug in ["gone", "broken"] {
         let id = workspace(&list, slug)["id"].as_i64().expect("id");
@@ -332,15 +337,15 @@ async fn gone_endpoints_are_not_retried_and_5xx_give_up_visibly(backend: Backend
     .await;
     assert_eq!(
         app.fake.requests("/2.0/repositories/gone"),
-        1,
+        1 + 1,
         "410 is permanent: never retried"
     );
     // 4 job attempts × (1 try + 4 retries) — bounded.
-    assert_eq!(app.fake.requests("/2.0/repositories/broken"), 20);
+    assert_eq!(app.fake.requests("/2.0/repositories/broken"), 1 + 20);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         app.fake.requests("/2.0/repositories/broken"),
-        20,
+        1 + 20,
         "and then it stops"
     );
     let page = app.page(&browser, "/workspaces").await;
@@ -531,4 +536,135 @@ async fn a_job_of_a_killed_worker_is_taken_again_and_finishes_once(backend: Back
     assert_eq!(attempts_done, 120);
     drop(second);
     drop(first_kept);
+}
+
+/// The row of workspace `slug` on the workspaces page.
+fn page_row<'a>(page: &'a str, list: &Value, slug: &str) -> &'a str {
+    let id = workspace(list, slug)["id"].as_i64().expect("id");
+    let start = page
+        .find(&format!("<tr id=\"workspace-{id}\">"))
+        .expect("the workspace's row");
+    let end = start + page[start..].find("</tr>").expect("row end");
+    &page[start..end]
+}
+
+async fn unlinked_workspaces_show_their_repository_count(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.fake.add_user("Counter");
+    member_of(&app, &user, &["eleven", "single"]);
+    for n in 0..11 {
+        app.fake.add_repo("eleven", &format!("r{n:02}"));
+    }
+    app.fake.add_repo("single", "only");
+    let browser = app.browser();
+    app.sign_in(&browser, &user).await;
+    // One call per unlinked workspace per refresh (sign-in refreshed once), none per view.
+    assert_eq!(app.fake.requests("/2.0/repositories/eleven"), 1);
+    let page = app.page(&browser, "/workspaces").await;
+    let list = app.get_json(&browser, "/api/v1/workspaces").await;
+    let eleven = page_row(&page, &list, "eleven");
+    assert!(eleven.contains("11 repositories"), "{eleven}");
+    assert!(!eleven.contains("listed after linking"), "{eleven}");
+    assert!(page_row(&page, &list, "single").contains("1 repository <"));
+    assert_eq!(workspace(&list, "eleven")["bitbucket_repositories"], 11);
+    assert_eq!(app.fake.requests("/2.0/repositories/eleven"), 1);
+
+    // Bitbucket leaves `size` out: the page says when the count will be known.
+    app.fake.set_omit_page_size(true);
+    app.post(&browser, "/workspaces/refresh").await;
+    let page = app.page(&browser, "/workspaces").await;
+    assert!(page.contains("Refreshed from Bitbucket: 2 workspaces."));
+    let eleven = page_row(&page, &list, "eleven");
+    assert!(eleven.contains("listed after linking"), "{eleven}");
+    assert!(!eleven.contains("repositories"), "{eleven}");
+    app.fake.set_omit_page_size(false);
+
+    // The count fails: the refresh does not, and the count is not retried.
+    let before = app.fake.requests("/2.0/repositories/eleven");
+    app.fake.fail_next("/2.0/repositories/eleven", 500, 1, None);
+    app.post(&browser, "/workspaces/refresh").await;
+    let page = app.page(&browser, "/workspaces").await;
+    assert!(page.contains("Refreshed from Bitbucket: 2 workspaces."));
+    assert!(page_row(&page, &list, "eleven").contains("listed after linking"));
+    assert!(page_row(&page, &list, "single").contains("1 repository <"));
+    assert_eq!(app.fake.requests("/2.0/repositories/eleven"), before + 1);
+
+    // Linked, the workspace shows the repositories codelayer listed.
+    let id = workspace(&list, "eleven")["id"].as_i64().expect("id");
+    app.post(&browser, &format!("/api/v1/workspaces/{id}/link"))
+        .await;
+    wait_until(10, "11 repositories are listed", || async {
+        repo_count(&app).await == 11
+    })
+    .await;
+    let page = app.page(&browser, "/workspaces").await;
+    let list = app.get_json(&browser, "/api/v1/workspaces").await;
+    assert!(page_row(&page, &list, "eleven").contains(">11</td>"));
+}
+
+async fn the_repository_filter_and_tick_all_work_without_javascript(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.fake.add_user("Filterer");
+    member_of(&app, &user, &["team"]);
+    for slug in ["alpha-api", "alpha-web", "beta"] {
+        app.fake.add_repo("team", slug);
+    }
+    let browser = app.browser();
+    app.sign_in(&browser, &user).await;
+    wait_until(10, "3 repositories", || async {
+        repo_count(&app).await == 3
+    })
+    .await;
+    // Each row's opening tag and its checkbox, by repository.
+    let rows = |page: &str| -> Vec<(String, bool, bool)> {
+        page.split("<tr id=\"repo-")
+            .skip(1)
+            .map(|row| {
+                let tag = &row[..row.find('>').expect("tag")];
+                let boxed = &row[row.find("<input").expect("box")..];
+                let boxed = &boxed[..boxed.find('>').expect("box end")];
+                let name = ["alpha-api", "alpha-web", "beta"]
+                    .into_iter()
+                    .find(|n| row.contains(&format!("team/{n}")))
+                    .expect("a repository");
+                (
+                    name.to_owned(),
+                    !tag.contains("hidden"),
+                    boxed.contains("checked"),
+                )
+            })
+            .collect()
+    };
+    let page = app.page(&browser, "/repositories").await;
+    assert!(page.contains(r#"<form id="filter" method="get" action="/repositories">"#));
+    assert!(page.contains(r#"name="filter" form="filter""#));
+    assert!(
+        rows(&page)
+            .iter()
+            .all(|(_, shown, ticked)| *shown && !ticked)
+    );
+
+    let page = app.page(&browser, "/repositories?filter=ALPHA").await;
+    assert!(page.contains(r#"value="ALPHA""#), "the box keeps the words");
+    assert_eq!(
+        rows(&page),
+        [
+            ("alpha-api".into(), true, false),
+            ("alpha-web".into(), true, false),
+            ("beta".into(), false, false)
+        ]
+    );
+    // (askama writes the `&` as `&#38;`.)
+    assert!(page.contains(r#"href="/repositories?filter=ALPHA&#38;tick=shown""#));
+    let page = app
+        .page(&browser, "/repositories?filter=ALPHA&tick=shown")
+        .await;
+    assert_eq!(
+        rows(&page),
+        [
+            ("alpha-api".into(), true, true),
+            ("alpha-web".into(), true, true),
+            ("beta".into(), false, false)
+        ]
+    );
 }

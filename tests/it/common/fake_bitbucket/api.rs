@@ -145,7 +145,7 @@ async fn user_workspaces(
         .into_iter()
         .map(|(ws, p)| json::workspace_access(&shared.url, ws, &p))
         .collect();
-    match paginate(&shared.url, uri.path(), &params, items) {
+    match paginate(&shared.url, uri.path(), &params, items, !st.omit_page_size) {
         Ok(page) => ok(&params, page),
         Err((status, message)) => error(status, message),
     }
@@ -247,7 +247,7 @@ async fn repositories(
         .into_iter()
         .map(|r| json::repository(&shared.url, ws, r, &nickname))
         .collect();
-    match paginate(&shared.url, uri.path(), &params, items) {
+    match paginate(&shared.url, uri.path(), &params, items, !st.omit_page_size) {
         Ok(page) => ok(&params, page),
         Err((status, message)) => error(status, message),
     }
@@ -332,7 +332,7 @@ async fn repository_permissions(
             })
         })
         .collect();
-    match paginate(&shared.url, uri.path(), &params, items) {
+    match paginate(&shared.url, uri.path(), &params, items, !st.omit_page_size) {
         Ok(page) => ok(&params, page),
         Err((status, message)) => error(status, message),
     }

@@ -218,12 +218,14 @@ pub(super) fn enc(uuid: &str) -> String {
 
 /// Builds one page of Bitbucket's envelope. `next`/`previous` are absolute URLs that repeat
 /// the request's query with only `page` changed, as the real service does. `Err` carries the
-/// status and message of Bitbucket's error for a bad `pagelen` or `page`.
+/// status and message of Bitbucket's error for a bad `pagelen` or `page`. `size` (the count
+/// over all pages) is optional in Bitbucket's envelope: `with_size` false leaves it out.
 pub(super) fn paginate(
     base: &str,
     path: &str,
     params: &[(String, String)],
     items: Vec<Value>,
+    with_size: bool,
 ) -> Result<Value, (StatusCode, &'static str)> {
     let get = |name: &str| {
         params
@@ -270,7 +272,9 @@ pub(super) fn paginate(
     };
     let mut env = Map::new();
     env.insert("pagelen".into(), json!(pagelen));
-    env.insert("size".into(), json!(size));
+    if with_size {
+        env.insert("size".into(), json!(size));
+    }
     env.insert("page".into(), json!(page));
     if start + pagelen < size {
         env.insert("next".into(), json!(link(page + 1)));

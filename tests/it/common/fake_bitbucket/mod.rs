@@ -381,6 +381,11 @@ impl FakeBitbucket {
         self.lock().legacy_scopes_field = on;
     }
 
+    /// Leave the optional `size` out of every listing's envelope (Bitbucket may).
+    pub fn set_omit_page_size(&self, on: bool) {
+        self.lock().omit_page_size = on;
+    }
+
     /// The user revoked the app's grant: every access and refresh token of theirs dies.
     pub fn revoke_user(&self, user: &FakeUser) {
         let mut st = self.lock();

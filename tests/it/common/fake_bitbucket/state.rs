@@ -86,6 +86,8 @@ pub(super) struct State {
     pub token_lifetime: u64,
     pub code_lifetime: Duration,
     pub legacy_scopes_field: bool,
+    /// Listings leave out the envelope's optional `size`.
+    pub omit_page_size: bool,
     pub faults: Vec<Fault>,
     pub latency: Vec<(String, Duration)>,
     pub requests: Vec<(String, Instant)>,
@@ -110,6 +112,7 @@ impl State {
             // Bitbucket does not document the code lifetime; ten minutes is the usual figure.
             code_lifetime: Duration::from_secs(600),
             legacy_scopes_field: false,
+            omit_page_size: false,
             faults: Vec::new(),
             latency: Vec::new(),
             requests: Vec::new(),
