@@ -431,7 +431,14 @@ fn reindex(data: &Path, repos: &[Repo], stats: &HashMap<i64, BuildStats>) -> Res
     for _ in 0..3 {
         let started = Instant::now();
         // Replacing the corpus shard of the commit before, as a sync would.
-        rebuilt = build_one(clone.path(), commit, &tmp, &dest, &Limits::default(), Some(&previous))?;
+        rebuilt = build_one(
+            clone.path(),
+            commit,
+            &tmp,
+            &dest,
+            &Limits::default(),
+            Some(&previous),
+        )?;
         times.push(started.elapsed());
     }
     let median = stats_of(&times).0;

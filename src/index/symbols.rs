@@ -195,7 +195,8 @@ fn grammar_of(path: &str, lang: &str) -> Option<Grammar> {
 
 /// Trait methods declared without a body are definitions too (the shipped query has only
 /// `function_item`).
-const RUST_EXTRA: &str = "(declaration_list (function_signature_item name: (identifier) @name) @definition.method)";
+const RUST_EXTRA: &str =
+    "(declaration_list (function_signature_item name: (identifier) @name) @definition.method)";
 
 /// The shipped C and C++ queries take a function's range from its declarator line only; these
 /// give a definition its whole body (tree-sitter-tags keeps one tag per name: ours, listed
@@ -270,11 +271,7 @@ fn configs() -> &'static [Option<TagsConfiguration>; GRAMMARS] {
         let c = format!("{C_EXTRA}\n{}", tree_sitter_c::TAGS_QUERY);
         let cpp = format!("{C_EXTRA}\n{}", tree_sitter_cpp::TAGS_QUERY);
         [
-            make(
-                "rust",
-                tree_sitter_rust::LANGUAGE.into(),
-                &rust,
-            ),
+            make("rust", tree_sitter_rust::LANGUAGE.into(), &rust),
             make(
                 "python",
                 tree_sitter_python::LANGUAGE.into(),
@@ -785,7 +782,10 @@ impl SymbolTable {
         let mut found: Vec<u32> = Vec::new();
         for m in matcher.regex.find_iter(&self.names) {
             let at = m.start() as u32;
-            let i = self.syms.partition_point(|s| s.name.0 <= at).saturating_sub(1) as u32;
+            let i = self
+                .syms
+                .partition_point(|s| s.name.0 <= at)
+                .saturating_sub(1) as u32;
             if found.last() != Some(&i) {
                 found.push(i);
             }

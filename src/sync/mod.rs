@@ -225,9 +225,16 @@ async fn build(state: &AppState, repo_id: RepoId, target: &Target) -> Result<(),
     let previous = shard.clone();
     let built = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(out.parent().unwrap_or(&out)).map_err(|e| e.to_string())?;
-        index::build_shard(&git_dir, head, &out, &limits, Some(&previous), &|done, total| {
-            let _ = tx.send((done, total));
-        })
+        index::build_shard(
+            &git_dir,
+            head,
+            &out,
+            &limits,
+            Some(&previous),
+            &|done, total| {
+                let _ = tx.send((done, total));
+            },
+        )
         .map_err(|e| e.to_string())
     })
     .await

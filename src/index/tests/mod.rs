@@ -201,7 +201,14 @@ pub(super) fn build(nodes: &[Node], limits: &Limits) -> Result<Built, IndexError
     let repo = make_repo(nodes)?;
     let out = TempDir::new()?;
     let shard_dir: PathBuf = out.path().join("shard");
-    let stats = build_shard(repo.dir.path(), repo.commit, &shard_dir, limits, None, &|_, _| {})?;
+    let stats = build_shard(
+        repo.dir.path(),
+        repo.commit,
+        &shard_dir,
+        limits,
+        None,
+        &|_, _| {},
+    )?;
     Ok(Built {
         shard: Shard::open(&shard_dir)?,
         stats,

@@ -464,9 +464,8 @@ fn a_rebuild_reuses_the_symbols_of_unchanged_files() -> Result<(), IndexError> {
     let stats = rebuild(&out, Some(&previous))?;
     assert_eq!(stats.symbols_reused, 1, "{stats:?}");
     let shard = Shard::open(&out)?;
-    let names = |path: &str| -> Vec<String> {
-        shard.outline(path).into_iter().map(|s| s.name).collect()
-    };
+    let names =
+        |path: &str| -> Vec<String> { shard.outline(path).into_iter().map(|s| s.name).collect() };
     assert_eq!(names("kept.rs"), ["kept_one"]);
     assert_eq!(names("moved.rs"), ["after_change"]);
 
