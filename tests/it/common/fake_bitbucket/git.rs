@@ -56,7 +56,7 @@ pub(super) fn clone_shared(source: &FsPath, path: &FsPath) -> Result<(), String>
 pub(super) fn head_branch(path: &FsPath) -> Option<String> {
     let repo = git2::Repository::open_bare(path).ok()?;
     let head = repo.head().ok()?;
-    head.shorthand().map(str::to_owned)
+    head.shorthand().ok().map(str::to_owned)
 }
 
 /// The tree of `branch`'s head with one file added or replaced.
