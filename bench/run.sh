@@ -23,7 +23,13 @@
 # "fn return re_nolit"), BENCH_PORT (38917),
 # QUIET_LOAD (1.5: wait for the 1-minute load average to drop below this before each
 # phase), QUIET_WAIT (300 s: the longest wait; the phase then runs anyway and says so),
-# BENCH_SKIP_OURS=1 (reuse the last `cargo bench` output and data dir; redo the rest).
+# BENCH_SKIP_OURS=1 (reuse the last `cargo bench` output and data dir; redo the rest),
+# FRESHNESS=1 (off by default: it takes 15 minutes or more) adds the freshness figure at the
+# end: tests/it/freshness_corpus.rs puts every corpus repository in one workspace of a fake
+# Bitbucket, has the release `codelayer serve` (default poll settings) build them all, pushes to
+# FRESHNESS_PUSHES (20) of them spaced over FRESHNESS_SPREAD_SECS (150) and times each from the
+# push until search finds it; it writes $BENCH_OUT/freshness.json (the test binary is a debug
+# build: it only drives the server and the fake).
 # The symbol step (bench/symbol_ranking.py) chooses its identifiers once per corpus and keeps
 # them in $BENCH_OUT/symbol_identifiers.json (delete it to choose again).
 set -euo pipefail
@@ -453,3 +459,12 @@ open(f"{out}/summary.md", "w").write(text)
 print(text)
 PY
 echo "summary: $OUT/summary.md"
+
+# --- freshness (FRESHNESS=1) -------------------------------------------------------------
+if [[ "${FRESHNESS:-0}" == 1 ]]; then
+  say "freshness: push to searchable on the corpus (release server, default poll settings)"
+  quiet "freshness"
+  (cd "$ROOT" && CODELAYER_BENCH_BIN="$ROOT/target/release/codelayer" \
+    cargo test --locked --test it freshness_corpus -- --ignored --nocapture) 2>&1 | tee "$OUT/freshness.log"
+  echo "freshness: $OUT/freshness.json"
+fi

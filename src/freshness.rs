@@ -77,9 +77,9 @@ enum Checked {
     Skipped,
 }
 
-/// HTTP requests one check costs: git asks without credentials first and repeats the
-/// request after the 401 (the token only ever comes from libgit2's credentials callback).
-const REQUESTS_PER_CHECK: u64 = 2;
+/// HTTP requests one check costs: one GET of `info/refs`, the token sent with it
+/// (`git::remote_head`), so no anonymous request answered 401 comes first.
+const REQUESTS_PER_CHECK: u64 = 1;
 
 /// The gap between two checks: the interval shared by the repositories, never faster than
 /// the git budget's share allows.
@@ -456,11 +456,11 @@ mod tests {
         let minute = Duration::from_secs(60);
         // 100 repositories a minute: one check every 0.6 s.
         assert_eq!(spacing(minute, 100, 60_000, 50), Duration::from_millis(600));
-        // 10,000 would need 166 a second; half of 60,000 requests an hour, two a check,
-        // allow one every 0.24 s.
+        // 10,000 would need 166 a second; half of 60,000 requests an hour, one a check,
+        // allow one every 0.12 s.
         assert_eq!(
             spacing(minute, 10_000, 60_000, 50),
-            Duration::from_millis(240)
+            Duration::from_millis(120)
         );
         assert_eq!(spacing(minute, 0, 60_000, 50), minute);
     }

@@ -3,11 +3,13 @@
 //! head checks (the ref advertisement alone, as `git ls-remote` reads it) under the same rules.
 
 use std::{
+    ffi::CString,
     path::Path,
     sync::atomic::{AtomicBool, AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
+use base64::{Engine, engine::general_purpose::STANDARD};
 use git2::{Binding, FetchOptions, Oid, RemoteCallbacks, RemoteRedirect, Repository};
 use url::Url;
 
@@ -171,8 +173,10 @@ unsafe extern "C" {
 
 /// Reads the main branch's head from the server's smart-HTTP ref advertisement (one GET of
 /// `info/refs`, as `git ls-remote` does): no objects are fetched, nothing is written. The
-/// credentials rules are those of [`fetch`]: the token only from the callback, only for the
-/// configured origin, once; no redirects.
+/// token goes with that first request (an `Authorization` header, so a check is one request,
+/// not an anonymous one answered 401 and its repeat); it reaches only the configured origin,
+/// since no redirect is followed. The credentials callback stays as the fallback, under the
+/// rules of [`fetch`]: only for the configured origin, once.
 pub fn remote_head(url: &Url, branch: &str, token: &str) -> Result<Head, HeadError> {
     let credential_calls = AtomicU32::new(0);
     let mut callbacks = RemoteCallbacks::new();
@@ -182,6 +186,12 @@ pub fn remote_head(url: &Url, branch: &str, token: &str) -> Result<Head, HeadErr
         }
         git2::Cred::userpass_plaintext("x-token-auth", token)
     });
+    // Base64 has no CR, LF or NUL: the header is never malformed, so libgit2 never quotes it
+    // (and the token) in an error message.
+    let credentials = STANDARD.encode(format!("x-token-auth:{token}"));
+    let authorization = CString::new(format!("Authorization: Basic {credentials}"))
+        .map_err(|_| HeadError::Git("unreadable header".to_owned()))?;
+    let mut headers = [authorization.as_ptr().cast_mut()];
     let proxy = git2::ProxyOptions::new();
     let mut remote = git2::Remote::create_detached(url.as_str())
         .map_err(|e| HeadError::Git(e.message().to_owned()))?;
@@ -191,13 +201,15 @@ pub fn remote_head(url: &Url, branch: &str, token: &str) -> Result<Head, HeadErr
         proxy_opts: proxy.raw(),
         follow_redirects: libgit2_sys::GIT_REMOTE_REDIRECT_NONE,
         custom_headers: libgit2_sys::git_strarray {
-            strings: std::ptr::null_mut(),
-            count: 0,
+            strings: headers.as_mut_ptr(),
+            count: headers.len(),
         },
     };
-    // SAFETY: `remote` is a live remote; `options` and the callbacks and proxy options it
-    // points into (the callbacks' payload is `&callbacks`) outlive the call and are not moved
-    // before `remote`, which is dropped first, disconnects. libgit2 copies the options.
+    // SAFETY: `remote` is a live remote; `options`, the callbacks and proxy options it points
+    // into (the callbacks' payload is `&callbacks`), and the header array with the C string
+    // its one pointer refers to (`headers`, `authorization`) all live until the end of this
+    // function and are not moved; `remote`, declared after them, is dropped first. libgit2
+    // copies the options, the header strings included, and never writes through the pointers.
     #[allow(unsafe_code)]
     let code =
         unsafe { git_remote_connect_ext(remote.raw(), libgit2_sys::GIT_DIRECTION_FETCH, &options) };

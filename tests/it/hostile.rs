@@ -10,8 +10,8 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{
-    Backend, Options, TestApp, fake_bitbucket::FakeFile, indexed_user, poll_for, spawn_server_with,
-    wait_until,
+    Backend, Options, TestApp, fake_bitbucket::FakeFile, free_port, indexed_user, poll_for,
+    spawn_server_with, wait_until,
 };
 use crate::mcp::{call, client, failed, text, token};
 
@@ -528,14 +528,6 @@ async fn a_purge_leaves_no_deleted_file_open(backend: Backend) {
 
 mod sqlite_only {
     use super::*;
-
-    /// A port nobody listens on right now.
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_gigabyte_of_zeros_is_viewed_without_inflating_it() {

@@ -10,6 +10,7 @@ mod counting;
 mod deployment;
 mod fake_bitbucket;
 mod freshness;
+mod freshness_corpus;
 mod hostile;
 mod knowledge_layer;
 mod mcp;

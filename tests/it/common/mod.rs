@@ -599,7 +599,29 @@ pub fn spawn_server_with(
     fake_url: &str,
     extra: &[(&str, &str)],
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_codelayer"))
+    server_command(
+        Path::new(env!("CARGO_BIN_EXE_codelayer")),
+        data,
+        database_url,
+        fake_url,
+    )
+    .envs(extra.iter().copied())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("codelayer serve starts")
+}
+
+/// `binary serve` on an app's data against a fake Bitbucket, every other setting at its
+/// default; the caller adds configuration and chooses where the output goes.
+pub fn server_command(
+    binary: &Path,
+    data: &Path,
+    database_url: &str,
+    fake_url: &str,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    command
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -610,12 +632,16 @@ pub fn spawn_server_with(
         .env("BITBUCKET_CLIENT_SECRET", FakeBitbucket::CLIENT_SECRET)
         .env("BITBUCKET_AUTH_URL", fake_url)
         .env("BITBUCKET_API_URL", fake_url)
-        .env("BITBUCKET_GIT_URL", fake_url)
-        .envs(extra.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("codelayer serve starts")
+        .env("BITBUCKET_GIT_URL", fake_url);
+    command
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// An id as a job payload carries it (ids are otherwise only read from rows or made by the

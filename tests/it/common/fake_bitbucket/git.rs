@@ -36,6 +36,46 @@ pub(super) fn init_bare(path: &FsPath) -> Result<(), git2::Error> {
     git2::Repository::init_bare(path).map(|_| ())
 }
 
+/// A bare copy of the repository at `source` (a working tree or bare), borrowing its objects
+/// (`git clone --shared`): cheap, and nothing is ever written to `source`.
+pub(super) fn clone_shared(source: &FsPath, path: &FsPath) -> Result<(), String> {
+    let out = std::process::Command::new("git")
+        .args(["clone", "--quiet", "--bare", "--shared"])
+        .arg(source)
+        .arg(path)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The branch HEAD names, if it names one that exists.
+pub(super) fn head_branch(path: &FsPath) -> Option<String> {
+    let repo = git2::Repository::open_bare(path).ok()?;
+    let head = repo.head().ok()?;
+    head.shorthand().ok().map(str::to_owned)
+}
+
+/// The tree of `branch`'s head with one file added or replaced.
+pub(super) fn tree_with(
+    path: &FsPath,
+    branch: &str,
+    file_path: &str,
+    text: &str,
+) -> Result<String, git2::Error> {
+    let repo = git2::Repository::open_bare(path)?;
+    let head = repo.find_reference(&format!("refs/heads/{branch}"))?;
+    let baseline = head.peel_to_tree()?;
+    let blob = repo.blob(text.as_bytes())?;
+    let tree = git2::build::TreeUpdateBuilder::new()
+        .upsert(file_path, blob, git2::FileMode::Blob)
+        .create_updated(&repo, &baseline)?;
+    Ok(tree.to_string())
+}
+
 enum Node<'a> {
     File(&'a FakeFile),
     Dir(BTreeMap<&'a str, Node<'a>>),

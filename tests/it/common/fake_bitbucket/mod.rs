@@ -236,6 +236,31 @@ impl FakeBitbucket {
 
     /// Creates an empty private repository (no commits, `mainbranch` null); returns its uuid.
     pub fn add_repo(&self, workspace: &str, slug: &str) -> String {
+        self.add_repo_made(workspace, slug, |path| {
+            git::init_bare(path).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Creates a private repository holding a copy of the git repository at `source` (its
+    /// objects borrowed, never written to); its HEAD's branch is the main branch.
+    pub fn add_repo_from(&self, workspace: &str, slug: &str, source: &std::path::Path) -> String {
+        let uuid = self.add_repo_made(workspace, slug, |path| git::clone_shared(source, path));
+        let path = self.repo_path(workspace, slug);
+        let mut st = self.lock();
+        let repo = st
+            .repo_mut(workspace, slug)
+            .unwrap_or_else(|| panic!("fake Bitbucket: {workspace}/{slug} vanished"));
+        repo.mainbranch = git::head_branch(&path);
+        uuid
+    }
+
+    /// Adds a repository whose bare directory `make` creates at the path it is given.
+    fn add_repo_made(
+        &self,
+        workspace: &str,
+        slug: &str,
+        make: impl FnOnce(&std::path::Path) -> Result<(), String>,
+    ) -> String {
         let mut st = self.lock();
         let ws_uuid = st
             .workspace(workspace)
@@ -249,7 +274,7 @@ impl FakeBitbucket {
         let id = random_uuid();
         let dir = format!("{id}.git");
         let path = self.shared.git_root.join(&dir);
-        git::init_bare(&path)
+        make(&path)
             .unwrap_or_else(|e| panic!("fake Bitbucket: cannot create {}: {e}", path.display()));
         let now = timestamp();
         st.repos.push(Repo {
@@ -325,6 +350,23 @@ impl FakeBitbucket {
         repo.updated_on = timestamp();
         repo.size = git::disk_size(&path);
         sha
+    }
+
+    /// Pushes a commit to `branch` that adds (or replaces) one file and keeps every other
+    /// file; returns its sha.
+    pub fn add_file(
+        &self,
+        workspace: &str,
+        slug: &str,
+        branch: &str,
+        file_path: &str,
+        text: &str,
+    ) -> String {
+        let path = self.repo_path(workspace, slug);
+        let tree = git::tree_with(&path, branch, file_path, text).unwrap_or_else(|e| {
+            panic!("fake Bitbucket: cannot add {file_path} to {workspace}/{slug} {branch}: {e}")
+        });
+        self.commit_tree(workspace, slug, branch, &tree)
     }
 
     /// Makes an existing branch the main branch (and HEAD).
@@ -458,9 +500,9 @@ impl FakeBitbucket {
         self.lock().requests.clone()
     }
 
-    /// Like [`Self::request_log`], only the requests that carried credentials: git asks
-    /// without them first and repeats the request after the 401, so for git these count
-    /// the operations (a head check, a fetch's advertisement) and the log counts both.
+    /// Like [`Self::request_log`], only the requests that carried credentials. For git these
+    /// count the operations (a head check, a fetch's advertisement): a fetch asks without
+    /// credentials first and repeats the request after the 401, which the log counts both of.
     pub fn authorized_log(&self) -> Vec<(String, Instant)> {
         self.lock().authorized.clone()
     }
