@@ -80,25 +80,32 @@ impl FromRequestParts<AppState> for ApiUser {
     }
 }
 
+/// A token's last use is written at most this often: a write on every API request would
+/// queue all of them behind SQLite's single writer.
+const TOKEN_USE_RECORDED_EVERY_SECS: i64 = 60;
+
 /// The owner of a personal access token (stored as its SHA-256), if the token is live.
 pub async fn user_for_api_token(
     state: &AppState,
     token: &str,
 ) -> Result<Option<CurrentUser>, AppError> {
     let hash = hash_api_token(token);
-    let owner: Option<UserId> =
-        sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE token_hash = $1")
+    let owner: Option<(UserId, Option<i64>)> =
+        sqlx::query_as("SELECT user_id, last_used_at FROM api_tokens WHERE token_hash = $1")
             .bind(&hash)
             .fetch_optional(&state.db.pool)
             .await?;
-    let Some(user_id) = owner else {
+    let Some((user_id, last_used)) = owner else {
         return Ok(None);
     };
-    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
-        .bind(now())
-        .bind(&hash)
-        .execute(&state.db.pool)
-        .await?;
+    let now = now();
+    if last_used.is_none_or(|t| now - t >= TOKEN_USE_RECORDED_EVERY_SECS) {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(&hash)
+            .execute(&state.db.pool)
+            .await?;
+    }
     load_user(state, user_id).await
 }
 
