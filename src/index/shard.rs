@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, SegmentReader, Term};
+use tantivy::{
+    DocSet, Index, IndexReader, InvertedIndexReader, ReloadPolicy, Searcher, SegmentReader,
+    TERMINATED, Term,
+};
 
 use super::IndexError;
 use super::content::ContentReader;
@@ -140,15 +142,15 @@ impl Shard {
         if *q == Q::All {
             return Ok(None);
         }
-        let query = to_query(q, self.fields.trigrams);
-        let weight = query.weight(EnableScoring::disabled_from_searcher(&self.searcher))?;
         let mut out = Vec::new();
         for (segment, &base) in self.searcher.segment_readers().iter().zip(&self.bases) {
-            weight.for_each_no_score(segment, &mut |docs| {
-                out.extend(docs.iter().map(|d| base + d));
-            })?;
+            let trigrams = Trigrams {
+                index: segment.inverted_index(self.fields.trigrams)?,
+                field: self.fields.trigrams,
+                max_doc: segment.max_doc(),
+            };
+            out.extend(trigrams.docs(q)?.into_iter().map(|d| base + d));
         }
-        out.sort_unstable();
         Ok(Some(out))
     }
 
@@ -244,24 +246,96 @@ fn load_segment(
 }
 
 /// The tantivy query for a trigram condition.
-fn to_query(q: &Q, field: Field) -> Box<dyn Query> {
-    match q {
-        Q::All => Box::new(AllQuery),
-        Q::Tri(t) => Box::new(TermQuery::new(
-            Term::from_field_u64(field, u64::from(*t)),
-            IndexRecordOption::Basic,
-        )),
-        Q::And(parts) => Box::new(BooleanQuery::new(
-            parts
-                .iter()
-                .map(|p| (Occur::Must, to_query(p, field)))
-                .collect(),
-        )),
-        Q::Or(parts) => Box::new(BooleanQuery::new(
-            parts
-                .iter()
-                .map(|p| (Occur::Should, to_query(p, field)))
-                .collect(),
-        )),
+/// One segment's trigram postings, read directly: a `TermQuery` per trigram would build a
+/// BM25 weight for each even with scoring off, and that was a large part of a query's cost
+/// over hundreds of shards.
+struct Trigrams {
+    index: std::sync::Arc<InvertedIndexReader>,
+    field: Field,
+    max_doc: u32,
+}
+
+impl Trigrams {
+    /// The documents of the segment that `q` admits, ascending.
+    fn docs(&self, q: &Q) -> Result<Vec<u32>, IndexError> {
+        Ok(match q {
+            Q::All => (0..self.max_doc).collect(),
+            Q::Tri(t) => self.postings(*t)?,
+            Q::And(parts) => {
+                // A trigram the segment lacks settles it before any postings are read; then
+                // the rarest parts first, so the running intersection stays small.
+                let mut sized = Vec::with_capacity(parts.len());
+                for part in parts {
+                    let size = match part {
+                        Q::Tri(t) => match self.index.get_term_info(&self.term(*t))? {
+                            Some(info) => info.doc_freq,
+                            None => return Ok(Vec::new()),
+                        },
+                        _ => u32::MAX,
+                    };
+                    sized.push((size, part));
+                }
+                sized.sort_by_key(|(size, _)| *size);
+                let mut result: Option<Vec<u32>> = None;
+                for (_, part) in sized {
+                    let docs = self.docs(part)?;
+                    let kept = match result {
+                        None => docs,
+                        Some(so_far) => intersect(&so_far, &docs),
+                    };
+                    if kept.is_empty() {
+                        return Ok(kept);
+                    }
+                    result = Some(kept);
+                }
+                result.unwrap_or_else(|| (0..self.max_doc).collect())
+            }
+            Q::Or(parts) => {
+                let mut all = Vec::new();
+                for part in parts {
+                    all.extend(self.docs(part)?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                all
+            }
+        })
     }
+
+    fn term(&self, trigram: u32) -> Term {
+        Term::from_field_u64(self.field, u64::from(trigram))
+    }
+
+    fn postings(&self, trigram: u32) -> Result<Vec<u32>, IndexError> {
+        let Some(mut postings) = self
+            .index
+            .read_postings(&self.term(trigram), IndexRecordOption::Basic)?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut docs = Vec::with_capacity(postings.doc_freq() as usize);
+        let mut doc = postings.doc();
+        while doc != TERMINATED {
+            docs.push(doc);
+            doc = postings.advance();
+        }
+        Ok(docs)
+    }
+}
+
+/// The values in both ascending lists.
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
 }

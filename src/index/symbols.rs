@@ -808,10 +808,15 @@ impl SymbolTable {
 
     /// Symbols named exactly `name` (ASCII case folded unless `case_sensitive`).
     pub(super) fn named(&self, name: &str, case_sensitive: bool) -> Vec<u32> {
-        let folded = name.to_ascii_lowercase();
-        let key = |i: &u32| self.name(*i).to_ascii_lowercase();
-        let lo = self.by_name.partition_point(|i| key(i) < folded);
-        let hi = self.by_name.partition_point(|i| key(i) <= folded);
+        // Compared folded byte by byte: no string is made per step of the binary search.
+        let cmp = |i: &u32| {
+            self.name(*i)
+                .bytes()
+                .map(|b| b.to_ascii_lowercase())
+                .cmp(name.bytes().map(|b| b.to_ascii_lowercase()))
+        };
+        let lo = self.by_name.partition_point(|i| cmp(i).is_lt());
+        let hi = self.by_name.partition_point(|i| cmp(i).is_le());
         self.by_name[lo..hi]
             .iter()
             .copied()
