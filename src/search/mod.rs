@@ -172,15 +172,13 @@ pub async fn run_scoped(
     page_size: usize,
     only: Option<RepoId>,
 ) -> Result<Results, SearchError> {
-    let offset = decode_offset(cursor)?;
-    run_counted(
+    run_at(
         state,
         user_id,
         text,
-        offset,
+        decode_offset(cursor)?,
         page_size,
         only,
-        Options::default(),
     )
     .await
 }

@@ -230,16 +230,7 @@ async fn a_hundred_repositories_cost_one_ref_request_each_per_interval(backend: 
     }
     let browser = app.browser();
     app.sign_in(&browser, &user).await;
-    let ids: Vec<i64> = poll_for(30, "100 repositories listed", || async {
-        let ids: Vec<i64> = app
-            .repositories(&browser)
-            .await
-            .iter()
-            .filter_map(|r| r["id"].as_i64())
-            .collect();
-        (ids.len() == 100).then_some(ids)
-    })
-    .await;
+    let ids = app.wait_listed(&browser, 100, 30).await;
     let r = browser
         .post(app.at("/api/v1/repositories/index"))
         .json(&json!({"ids": ids}))

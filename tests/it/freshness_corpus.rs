@@ -203,16 +203,7 @@ async fn push_to_searchable_on_the_corpus() {
     }
     let browser = app.browser();
     app.sign_in(&browser, &user).await;
-    let ids: Vec<i64> = poll_for(300, "the corpus is listed", || async {
-        let ids: Vec<i64> = app
-            .repositories(&browser)
-            .await
-            .iter()
-            .filter_map(|r| r["id"].as_i64())
-            .collect();
-        (ids.len() == repos.len()).then_some(ids)
-    })
-    .await;
+    let ids = app.wait_listed(&browser, repos.len(), 300).await;
     app.state.db.pool.close().await;
 
     let origin = format!("http://127.0.0.1:{}", free_port());

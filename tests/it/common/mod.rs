@@ -263,6 +263,21 @@ impl TestApp {
         }
     }
 
+    /// The ids of the repositories listed to `browser`, once there are `count` of them
+    /// (waiting at most `secs`).
+    pub async fn wait_listed(&self, browser: &Client, count: usize, secs: u64) -> Vec<i64> {
+        poll_for(secs, &format!("{count} repositories listed"), || async {
+            let ids: Vec<i64> = self
+                .repositories(browser)
+                .await
+                .iter()
+                .filter_map(|r| r["id"].as_i64())
+                .collect();
+            (ids.len() == count).then_some(ids)
+        })
+        .await
+    }
+
     /// The repository with `id` as `/api/v1/repositories` lists it to `browser`.
     pub async fn repo_json(&self, browser: &Client, id: i64) -> Value {
         self.repositories(browser)
