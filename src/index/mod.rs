@@ -36,7 +36,8 @@ pub use symbols::Kind as SymbolKind;
 /// The shard format's version, written to `VERSION` in every shard. A shard without it, or
 /// with another, is rebuilt by the next sync even when its commit has not moved.
 /// 2: symbols (`symbols.bin`). 3: `symbols.bin` keeps each file's blob id (symbol reuse).
-pub const SHARD_VERSION: u32 = 3;
+/// 4: `symbols.bin` is zstd-compressed.
+pub const SHARD_VERSION: u32 = 4;
 /// The file holding [`SHARD_VERSION`] inside a shard.
 pub(crate) const VERSION_FILE: &str = "VERSION";
 

@@ -8,6 +8,7 @@ pub mod symbols;
 pub mod syntax;
 
 use std::{
+    fmt::Write as _,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -241,17 +242,13 @@ pub async fn run_counted(
     }
     // Each repository with its indexed commit and Bitbucket's head: an answer also says how
     // fresh each result is, so a head that moved makes it stale even if no shard changed.
-    let ids: Vec<(i64, &str, Option<&str>)> = repos
-        .iter()
-        .map(|r| {
-            (
-                r.id.get(),
-                r.indexed_commit.as_str(),
-                r.head_commit.as_deref(),
-            )
-        })
-        .collect();
-    let key = format!("{options:?}\u{0}{page_size}\u{0}{ids:?}\u{0}{offset}\u{0}{text}");
+    let mut key = format!("{options:?}\u{0}{page_size}\u{0}{offset}\u{0}");
+    for r in &repos {
+        let head = r.head_commit.as_deref().unwrap_or("-");
+        let _ = write!(key, "{}:{}:{head},", r.id, r.indexed_commit);
+    }
+    key.push('\u{0}');
+    key.push_str(text);
     if let Some(kept) = state.recent.get::<Results>(user_id, &key, generation) {
         let mut results = Results {
             took_ms: 0,
@@ -392,10 +389,7 @@ async fn search_shards(
     query: Arc<PreparedQuery>,
     stop: Stop,
 ) -> Result<Vec<(Searchable, ShardResult)>, SearchError> {
-    let chunks = std::thread::available_parallelism()
-        .map_or(2, std::num::NonZero::get)
-        .max(1);
-    let per_chunk = repos.len().div_ceil(chunks).max(1);
+    let per_chunk = repos.len().div_ceil(search_threads()).max(1);
     let mut tasks = Vec::new();
     for chunk in repos.chunks(per_chunk) {
         let chunk = chunk.to_vec();
@@ -480,8 +474,8 @@ fn line_hit(m: crate::index::LineMatch) -> LineHit {
 }
 
 /// Fills in the matching lines of the files that made the page (only these are read a
-/// second time: ranking needed no lines), and with `more` the next ones, within
-/// `MORE_LINES_PER_FILE` and `MORE_LINES_PER_PAGE`.
+/// second time: ranking needed no lines), split between the search threads; with `more`,
+/// then the next ones, within `MORE_LINES_PER_FILE` and `MORE_LINES_PER_PAGE`.
 async fn add_lines(
     state: &AppState,
     files: Vec<FileHit>,
@@ -489,54 +483,113 @@ async fn add_lines(
     stop: Stop,
     more: bool,
 ) -> Result<(Vec<FileHit>, bool), SearchError> {
+    let per_task = files.len().div_ceil(search_threads()).max(1);
+    let mut tasks = Vec::new();
+    let mut files = files.into_iter();
+    loop {
+        let chunk: Vec<FileHit> = files.by_ref().take(per_task).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let (state, query, stop) = (state.clone(), query.clone(), stop.clone());
+        let pool = state.search_pool.clone();
+        tasks.push(tokio::spawn(async move {
+            pool.run(move || shown_lines(&state, chunk, &query, &stop))
+                .await
+        }));
+    }
+    let (mut out, mut partial) = (Vec::new(), false);
+    for task in tasks {
+        let (chunk, cut) = task
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| SearchError::Database("a search task failed".into()))??;
+        out.extend(chunk);
+        partial |= cut;
+    }
+    if !more {
+        return Ok((out, partial));
+    }
     let pool = state.search_pool.clone();
     let state = state.clone();
-    pool.run(move || {
-        let mut partial = false;
-        let mut budget = if more { MORE_LINES_PER_PAGE } else { 0 };
-        let mut out = Vec::with_capacity(files.len());
-        for mut file in files {
-            if stop.reached() {
-                partial = true;
-            } else {
-                match state.shards.get(file.repository_id) {
-                    Ok(shard) => {
-                        let (lines, count) = shard
-                            .lines(file.doc, &query, LINES_PER_FILE)
-                            .map_err(|e| index_fault(&state, file.repository_id, &e))?;
-                        file.matches = lines.into_iter().map(line_hit).collect();
-                        file.match_count = count;
-                        let wanted = MORE_LINES_PER_FILE.min(budget);
-                        if count > LINES_PER_FILE && wanted > 0 {
-                            // Read again with a larger limit rather than cut the first
-                            // answer: which lines lead (definitions first) depends on the
-                            // limit, and the shown ones are always among the larger set.
-                            let (all, _) =
-                                shard
-                                    .lines(file.doc, &query, LINES_PER_FILE + wanted)
-                                    .map_err(|e| index_fault(&state, file.repository_id, &e))?;
-                            let shown: Vec<u32> = file.matches.iter().map(|m| m.line).collect();
-                            file.more_matches = all
-                                .into_iter()
-                                .filter(|l| !shown.contains(&l.line))
-                                .map(line_hit)
-                                .collect();
-                            budget = budget.saturating_sub(file.more_matches.len());
-                        }
-                    }
-                    // Deleted meanwhile: it leaves the page.
-                    Err(ShardError::Retired) => continue,
-                    Err(ShardError::Index(e)) => {
-                        return Err(index_fault(&state, file.repository_id, &e));
-                    }
-                }
-            }
+    let out = pool
+        .run(move || more_lines(&state, out, &query, &stop))
+        .await
+        .ok_or_else(|| SearchError::Database("a search task failed".into()))??;
+    Ok((out, partial))
+}
+
+/// How many search threads share one request's shards.
+fn search_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
+/// The first `LINES_PER_FILE` matching lines of each file (a file whose repository is being
+/// deleted leaves the page); true when the stop came first for some.
+fn shown_lines(
+    state: &AppState,
+    files: Vec<FileHit>,
+    query: &PreparedQuery,
+    stop: &Stop,
+) -> Result<(Vec<FileHit>, bool), SearchError> {
+    let mut partial = false;
+    let mut out = Vec::with_capacity(files.len());
+    for mut file in files {
+        if stop.reached() {
+            partial = true;
             out.push(file);
+            continue;
         }
-        Ok((out, partial))
-    })
-    .await
-    .ok_or_else(|| SearchError::Database("a search task failed".into()))?
+        let shard = match state.shards.get(file.repository_id) {
+            Ok(shard) => shard,
+            Err(ShardError::Retired) => continue,
+            Err(ShardError::Index(e)) => return Err(index_fault(state, file.repository_id, &e)),
+        };
+        let (lines, count) = shard
+            .lines(file.doc, query, LINES_PER_FILE)
+            .map_err(|e| index_fault(state, file.repository_id, &e))?;
+        file.matches = lines.into_iter().map(line_hit).collect();
+        file.match_count = count;
+        out.push(file);
+    }
+    Ok((out, partial))
+}
+
+/// The next matching lines after the shown ones, files in page order until the page's
+/// budget is spent.
+fn more_lines(
+    state: &AppState,
+    mut files: Vec<FileHit>,
+    query: &PreparedQuery,
+    stop: &Stop,
+) -> Result<Vec<FileHit>, SearchError> {
+    let mut budget = MORE_LINES_PER_PAGE;
+    for file in &mut files {
+        let wanted = MORE_LINES_PER_FILE.min(budget);
+        if file.match_count <= LINES_PER_FILE || wanted == 0 || stop.reached() {
+            continue;
+        }
+        let shard = match state.shards.get(file.repository_id) {
+            Ok(shard) => shard,
+            Err(ShardError::Retired) => continue,
+            Err(ShardError::Index(e)) => return Err(index_fault(state, file.repository_id, &e)),
+        };
+        // Read again with a larger limit rather than cut the first answer: which lines
+        // lead (definitions first) depends on the limit, and the shown ones are always
+        // among the larger set.
+        let (all, _) = shard
+            .lines(file.doc, query, LINES_PER_FILE + wanted)
+            .map_err(|e| index_fault(state, file.repository_id, &e))?;
+        let shown: Vec<u32> = file.matches.iter().map(|m| m.line).collect();
+        file.more_matches = all
+            .into_iter()
+            .filter(|l| !shown.contains(&l.line))
+            .map(line_hit)
+            .collect();
+        budget = budget.saturating_sub(file.more_matches.len());
+    }
+    Ok(files)
 }
 
 fn encode_cursor(offset: usize) -> String {

@@ -331,6 +331,42 @@ fn find_symbols_ranks_exact_and_top_level_first() -> Result<(), IndexError> {
     Ok(())
 }
 
+/// Exact-name lookups search by the first 8 folded bytes: names that share them, or are a
+/// prefix of another, must still be told apart, with and without case.
+#[test]
+fn exact_name_lookups_tell_names_with_a_shared_prefix_apart() -> Result<(), IndexError> {
+    let source = "def pa():\n    pass\ndef parse_co():\n    pass\ndef parse_config():\n    pass\n\
+                  def parse_configs():\n    pass\ndef PARSE_CONFIG():\n    pass\ndef parse_conf():\n    pass\n";
+    let built = build(
+        &[Node::Blob("names.py", FILE, source.as_bytes().to_vec())],
+        &Limits::default(),
+    )?;
+    let lines = |name: &str| -> Vec<u32> {
+        built
+            .shard
+            .definitions_named(name, 10)
+            .iter()
+            .map(|s| s.line)
+            .collect()
+    };
+    assert_eq!(lines("parse_config"), [5]);
+    assert_eq!(lines("PARSE_CONFIG"), [9]);
+    assert_eq!(lines("parse_configs"), [7]);
+    assert_eq!(lines("parse_co"), [3]);
+    assert_eq!(lines("pa"), [1]);
+    assert!(lines("parse_c").is_empty());
+    assert!(lines("parse_configss").is_empty());
+    let folded = built
+        .shard
+        .identifier_defs(&[("Parse_Config".to_owned(), false)]);
+    assert_eq!(
+        folded.values().map(Vec::len).sum::<usize>(),
+        2,
+        "{folded:?}"
+    );
+    Ok(())
+}
+
 /// `sym:` literals are found by one scan over all names: a match never spans two names, and
 /// several matches in one name count it once.
 #[test]
@@ -469,16 +505,23 @@ fn a_rebuild_reuses_the_symbols_of_unchanged_files() -> Result<(), IndexError> {
     assert_eq!(names("kept.rs"), ["kept_one"]);
     assert_eq!(names("moved.rs"), ["after_change"]);
 
-    // A damaged symbol file of the old shard: nothing reused, everything extracted again.
-    std::fs::write(previous.join("symbols.bin"), b"CLSYM02\n\xff\xff")?;
-    let out = scratch.path().join("parsed");
-    let stats = rebuild(&out, Some(&previous))?;
-    assert_eq!((stats.symbols_reused, stats.symbols), (0, 2), "{stats:?}");
-    assert_eq!(
-        Shard::open(&out)?.outline("kept.rs")[0].name,
-        "kept_one",
-        "parsed again"
-    );
+    // A damaged symbol file of the old shard (not zstd at all; zstd around a cut entry):
+    // nothing reused, everything extracted again.
+    let damaged = [
+        b"CLSYM02\n\xff\xff".to_vec(),
+        zstd::encode_all(&b"CLSYM03\n\xff\xff"[..], 3)?,
+    ];
+    for (n, bytes) in damaged.iter().enumerate() {
+        std::fs::write(previous.join("symbols.bin"), bytes)?;
+        let out = scratch.path().join(format!("parsed-{n}"));
+        let stats = rebuild(&out, Some(&previous))?;
+        assert_eq!((stats.symbols_reused, stats.symbols), (0, 2), "{stats:?}");
+        assert_eq!(
+            Shard::open(&out)?.outline("kept.rs")[0].name,
+            "kept_one",
+            "parsed again"
+        );
+    }
     Ok(())
 }
 
