@@ -155,7 +155,8 @@ while IFS=$'\t' read -r id _label query _rest; do
   printf '%s\t%s\n' "$id" "/api/v1/search?q=$(urlencode "$query")" >> "$OUT/api-paths.tsv"
 done < "$QUERIES"
 
-# Every request does the work (no answers kept: CODELAYER_SEARCH_CACHE=0); the load test
+# Every request does the work (no answers kept: CODELAYER_SEARCH_CACHE=0; decoded file content
+# is kept as a server keeps it unless CODELAYER_CONTENT_CACHE_MB says otherwise); the load test
 # plays one user's clients, so that user may use every search slot (CODELAYER_SEARCH_PER_USER).
 say "API, one keep-alive client (wrk -c1) per query for ${API_SECS}s; whether its count is exact"
 quiet "API single-client timings"
@@ -359,7 +360,10 @@ P("## Queries through the HTTP API (milliseconds, median / p95; warm cache)")
 P("")
 P("One keep-alive client sends the query again and again for a few seconds (wrk -c1), beside "
   "`rg -n` and `csearch -n` timed by hyperfine (process start included, as a person running them "
-  "pays it). *ours / rg* is the ratio of the medians: below 1 is faster than ripgrep.")
+  "pays it). *ours / rg* is the ratio of the medians: below 1 is faster than ripgrep. "
+  "Search answers are not kept (`CODELAYER_SEARCH_CACHE=0`: every request does the search); "
+  f"decoded file content is, as a server keeps it (`CODELAYER_CONTENT_CACHE_MB={os.environ.get('CODELAYER_CONTENT_CACHE_MB', '256 (default)')}`), "
+  "as rg and csearch read files through the page cache.")
 P("")
 P("| query | API | ours / rg | count exact? | rg | csearch | in-process first page | in-process full count | files ours / rg / cs | lines ours / rg / cs |")
 P("|---|---:|---:|:---:|---:|---:|---:|---:|---:|---:|")

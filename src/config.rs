@@ -55,6 +55,8 @@ pub struct Config {
     pub mcp_answer_bytes: usize,
     /// Recent search answers kept per user (0: none).
     pub search_cache_per_user: usize,
+    /// Bytes of decoded file content kept in memory for searches (0: none).
+    pub content_cache_bytes: usize,
 }
 
 /// The registered Bitbucket OAuth consumer.
@@ -107,6 +109,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("CODELAYER_SEARCH_PER_USER", Some("2")),
     ("CODELAYER_MCP_ANSWER_BYTES", Some("60000")),
     ("CODELAYER_SEARCH_CACHE", Some("32")),
+    ("CODELAYER_CONTENT_CACHE_MB", Some("256")),
     ("RUST_LOG", Some("info")),
 ];
 
@@ -236,6 +239,9 @@ impl Config {
             usize::try_from(number("CODELAYER_MCP_ANSWER_BYTES", 4096)).unwrap_or(60_000);
         let search_cache_per_user =
             usize::try_from(number("CODELAYER_SEARCH_CACHE", 0)).unwrap_or(32);
+        let content_cache_bytes = usize::try_from(number("CODELAYER_CONTENT_CACHE_MB", 0))
+            .unwrap_or(256)
+            .saturating_mul(1 << 20);
         let poll_share_percent = match u32::try_from(poll_share) {
             Ok(n @ 1..=100) => n,
             _ => {
@@ -281,6 +287,7 @@ impl Config {
             search_per_user,
             mcp_answer_bytes,
             search_cache_per_user,
+            content_cache_bytes,
         })
     }
 

@@ -9,13 +9,15 @@ use std::{
 
 use crate::{
     ids::RepoId,
-    index::{IndexError, Shard},
+    index::{ContentCache, IndexError, Shard},
     layout::Layout,
 };
 
 /// Open shards by repository id, least recently used evicted beyond `capacity`.
 pub struct ShardCache {
     capacity: usize,
+    /// Decoded file content, shared by the open shards.
+    content: Arc<ContentCache>,
     layout: Layout,
     inner: Mutex<Inner>,
     /// Bumped whenever a shard is replaced or retired: answers computed before are stale.
@@ -43,9 +45,10 @@ pub enum ShardError {
 }
 
 impl ShardCache {
-    pub fn new(layout: Layout, capacity: usize) -> ShardCache {
+    pub fn new(layout: Layout, capacity: usize, content: Arc<ContentCache>) -> ShardCache {
         ShardCache {
             capacity: capacity.max(1),
+            content,
             layout,
             inner: Mutex::new(Inner::default()),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -66,7 +69,10 @@ impl ShardCache {
                 return Ok(shard.clone());
             }
         }
-        let shard = Arc::new(Shard::open(&self.layout.shard_dir(repo_id))?);
+        let shard = Arc::new(Shard::open_cached(
+            &self.layout.shard_dir(repo_id),
+            self.content.clone(),
+        )?);
         let mut inner = self.lock();
         // Retired while it was being opened: the purge must not find it held.
         if inner.retired.contains(&repo_id) {

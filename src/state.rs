@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     db::Db,
     gate::{Gate, Pool},
+    index::ContentCache,
     jobs::{Doorbell, Job, Queue},
     layout::Layout,
     recent::Recent,
@@ -97,6 +98,7 @@ impl AppState {
         let recent = Arc::new(Recent::new(config.search_cache_per_user));
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let search_pool = Arc::new(Pool::new(cores));
+        let content_cache = Arc::new(ContentCache::new(config.content_cache_bytes));
         Ok(AppState {
             config: Arc::new(config),
             sessions: DbSessionStore::new(db.clone()),
@@ -106,7 +108,7 @@ impl AppState {
                 lease_secs,
             ),
             doorbell: Doorbell::default(),
-            shards: Arc::new(ShardCache::new(layout.clone(), 1024)),
+            shards: Arc::new(ShardCache::new(layout.clone(), 1024, content_cache)),
             search_gate,
             search_pool,
             recent,

@@ -6,7 +6,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tantivy::Directory;
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
@@ -64,29 +65,129 @@ impl ContentWriter {
     }
 }
 
+/// Decoded file contents of recently read files, shared by all shards up to a byte budget,
+/// least recently used out first: a file a query verifies again is not read and
+/// decompressed again. A shard's entries go when its reader is dropped (replaced or purged).
+pub struct ContentCache {
+    budget: usize,
+    inner: Mutex<Cached>,
+}
+
+struct Cached {
+    /// (reader id, offset in `content.bin`) → the decoded bytes.
+    files: lru::LruCache<(u64, u64), Arc<[u8]>>,
+    bytes: usize,
+}
+
+impl ContentCache {
+    /// A cache holding up to `budget` bytes (0: nothing is kept).
+    pub fn new(budget: usize) -> ContentCache {
+        ContentCache {
+            budget,
+            inner: Mutex::new(Cached {
+                files: lru::LruCache::unbounded(),
+                bytes: 0,
+            }),
+        }
+    }
+
+    /// Decoded bytes held now (for tests and the log).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn get(&self, key: (u64, u64)) -> Option<Arc<[u8]>> {
+        self.lock().files.get(&key).cloned()
+    }
+
+    fn put(&self, key: (u64, u64), content: &Arc<[u8]>) {
+        // One large file may not push out everything else.
+        if content.len() > self.budget / 16 {
+            return;
+        }
+        let mut cached = self.lock();
+        if let Some(old) = cached.files.put(key, content.clone()) {
+            cached.bytes -= old.len();
+        }
+        cached.bytes += content.len();
+        while cached.bytes > self.budget {
+            match cached.files.pop_lru() {
+                Some((_, gone)) => cached.bytes -= gone.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Forgets every file of one reader.
+    fn forget(&self, reader: u64) {
+        let mut cached = self.lock();
+        let keys: Vec<(u64, u64)> = cached
+            .files
+            .iter()
+            .filter(|((r, _), _)| *r == reader)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(gone) = cached.files.pop(&key) {
+                cached.bytes -= gone.len();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Tells readers apart in the shared cache.
+static NEXT_READER: AtomicU64 = AtomicU64::new(1);
+
 /// Reads file bytes back from `content.bin` (positioned reads, shareable across threads).
-#[derive(Debug)]
 pub(crate) struct ContentReader {
     file: File,
     len: u64,
+    id: u64,
+    cache: Option<Arc<ContentCache>>,
+}
+
+impl Drop for ContentReader {
+    fn drop(&mut self) {
+        if let Some(cache) = &self.cache {
+            cache.forget(self.id);
+        }
+    }
 }
 
 impl ContentReader {
-    /// Opens `content.bin`.
-    pub(crate) fn open(path: &Path) -> io::Result<ContentReader> {
+    /// Opens `content.bin`, keeping what it decodes in `cache` if given.
+    pub(crate) fn open(path: &Path, cache: Option<Arc<ContentCache>>) -> io::Result<ContentReader> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        Ok(ContentReader { file, len })
+        Ok(ContentReader {
+            file,
+            len,
+            id: NEXT_READER.fetch_add(1, Ordering::Relaxed),
+            cache,
+        })
     }
 
-    /// Reads the file stored at `offset` (`stored` bytes, `size` bytes once decoded) into
-    /// `out`, using `scratch` for compressed bytes.
-    pub(crate) fn read(
-        &self,
-        (offset, stored, size): (u64, u64, u64),
-        out: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
-    ) -> Result<(), IndexError> {
+    /// The decoded bytes of the file stored at `offset` (`stored` bytes, `size` bytes once
+    /// decoded).
+    pub(crate) fn read(&self, address: (u64, u64, u64)) -> Result<Arc<[u8]>, IndexError> {
+        let key = (self.id, address.0);
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key)) {
+            return Ok(hit);
+        }
+        let content: Arc<[u8]> = self.decode(address)?.into();
+        if let Some(cache) = &self.cache {
+            cache.put(key, &content);
+        }
+        Ok(content)
+    }
+
+    fn decode(&self, (offset, stored, size): (u64, u64, u64)) -> Result<Vec<u8>, IndexError> {
         let corrupt = || IndexError::Corrupt(format!("bad content address {offset}+{stored}"));
         let end = offset.checked_add(stored).ok_or_else(corrupt)?;
         // lz4 cannot expand more than 255×, so a larger size means a damaged shard.
@@ -94,16 +195,14 @@ impl ContentReader {
             return Err(corrupt());
         }
         let (stored, size) = (stored as usize, size as usize);
+        let mut raw = vec![0; stored];
+        self.file.read_exact_at(&mut raw, offset)?;
         if stored == size {
-            out.resize(size, 0);
-            self.file.read_exact_at(out, offset)?;
-            return Ok(());
+            return Ok(raw);
         }
-        scratch.resize(stored, 0);
-        self.file.read_exact_at(scratch, offset)?;
-        out.resize(size, 0);
-        match lz4_flex::block::decompress_into(scratch, out) {
-            Ok(n) if n == size => Ok(()),
+        let mut out = vec![0; size];
+        match lz4_flex::block::decompress_into(&raw, &mut out) {
+            Ok(n) if n == size => Ok(out),
             _ => Err(corrupt()),
         }
     }

@@ -26,6 +26,7 @@ mod trigram_tree;
 mod tests;
 
 pub use build::build_shard;
+pub use content::ContentCache;
 pub use language::{language_aliases, language_names, language_of};
 pub use lines::ExcerptLine;
 pub use path_filter::PathMatcher;

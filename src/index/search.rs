@@ -81,7 +81,6 @@ impl Shard {
             None if stop.counts_early() => Box::new(self.by_rank.iter().copied()),
             None => Box::new(0..self.docs.len() as u32),
         };
-        let (mut content, mut scratch) = (Vec::new(), Vec::new());
         let mut scanned = 0u64;
         let mut truncated = false;
         let mut hits = Vec::new();
@@ -116,7 +115,7 @@ impl Shard {
                     truncated = true;
                     break;
                 }
-                self.content.read(doc.address, &mut content, &mut scratch)?;
+                let content = self.content.read(doc.address)?;
                 scanned += content.len() as u64 * (must.len() + must_not.len()) as u64;
                 if !must.iter().all(|m| m.matcher.is_match(&content))
                     || must_not.iter().any(|m| m.is_match(&content))
@@ -185,13 +184,8 @@ impl Shard {
             let stopped = wants_lines && stop.reached();
             partial |= stopped;
             if wants_lines && !stopped {
-                (matches, match_count) = self.lines_of(
-                    hit.doc,
-                    query,
-                    query.max_matches_per_file,
-                    &mut content,
-                    &mut scratch,
-                )?;
+                (matches, match_count) =
+                    self.lines_of(hit.doc, query, query.max_matches_per_file)?;
             }
             files.push(FileMatch {
                 doc: hit.doc,
@@ -223,7 +217,7 @@ impl Shard {
         if doc as usize >= self.docs.len() {
             return Err(IndexError::Corrupt(format!("no document {doc}")));
         }
-        self.lines_of(doc, query, max_lines, &mut Vec::new(), &mut Vec::new())
+        self.lines_of(doc, query, max_lines)
     }
 
     fn lines_of(
@@ -231,11 +225,9 @@ impl Shard {
         doc: u32,
         query: &PreparedQuery,
         max_lines: usize,
-        content: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
     ) -> Result<(Vec<LineMatch>, usize), IndexError> {
-        self.content
-            .read(self.docs[doc as usize].address, content, scratch)?;
+        let content = self.content.read(self.docs[doc as usize].address)?;
+        let content = &content[..];
         let starts = line_starts(content);
         let mut found = Vec::new();
         for m in &query.must {

@@ -12,7 +12,7 @@ use tantivy::{
 };
 
 use super::IndexError;
-use super::content::ContentReader;
+use super::content::{ContentCache, ContentReader};
 use super::prepare::PreparedQuery;
 use super::schema::{self, CONTENT_FILE, Fields, INDEX_DIR, LANG, OFFSET, PATH, SIZE, STORED};
 use super::symbols::SymbolTable;
@@ -109,6 +109,15 @@ pub(super) struct DocMeta {
 impl Shard {
     /// Opens the shard in `dir` (as written by [`build_shard`](super::build_shard)).
     pub fn open(dir: &Path) -> Result<Shard, IndexError> {
+        Shard::open_with(dir, None)
+    }
+
+    /// Opens the shard in `dir`, keeping the files it decodes in `cache`.
+    pub fn open_cached(dir: &Path, cache: Arc<ContentCache>) -> Result<Shard, IndexError> {
+        Shard::open_with(dir, Some(cache))
+    }
+
+    fn open_with(dir: &Path, cache: Option<Arc<ContentCache>>) -> Result<Shard, IndexError> {
         let mut index = Index::open_in_dir(dir.join(INDEX_DIR))?;
         index.set_tokenizers(schema::tokenizers());
         let fields = Fields::from_schema(&index.schema())?;
@@ -118,7 +127,7 @@ impl Shard {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         let searcher = reader.searcher();
-        let content = ContentReader::open(&dir.join(CONTENT_FILE))?;
+        let content = ContentReader::open(&dir.join(CONTENT_FILE), cache)?;
         let (mut docs, mut bases, mut langs) = (Vec::new(), Vec::new(), Vec::<String>::new());
         let mut trigrams = Vec::new();
         for segment in searcher.segment_readers() {
@@ -171,10 +180,9 @@ impl Shard {
         let Some(d) = self.doc_of(path) else {
             return Ok(None);
         };
-        let mut out = Vec::new();
-        let doc = &self.docs[d as usize];
-        self.content.read(doc.address, &mut out, &mut Vec::new())?;
-        Ok(Some(out))
+        Ok(Some(
+            self.content.read(self.docs[d as usize].address)?.to_vec(),
+        ))
     }
 
     /// Every indexed file: (path, language, size in bytes), sorted by path.

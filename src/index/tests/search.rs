@@ -362,3 +362,54 @@ fn a_search_may_stop_once_enough_files_matched() {
         .max();
     assert!(deepest <= exact_deepest);
 }
+
+/// Files decoded once and kept in the shared cache give the same answers as files read
+/// again; the cache keeps to its budget, and a shard's files leave it with the shard.
+#[test]
+fn cached_content_answers_alike_keeps_its_budget_and_leaves_with_its_shard()
+-> Result<(), IndexError> {
+    use crate::index::{ContentCache, Shard};
+    use std::sync::Arc;
+
+    let dir = fixture()._out.path().join("shard");
+    let queries = [
+        words(&["main"]),
+        query(vec![regex(r"fn [a-z_]+\(")]),
+        // Every file with a vowel: most of the fixture.
+        query(vec![regex("[aeiou]")]),
+    ];
+    let cache = Arc::new(ContentCache::new(1 << 20));
+    let cached = Shard::open_cached(&dir, cache.clone())?;
+    for q in &queries {
+        let fresh = format!("{:?}", run(q).files);
+        // Twice: the second answer comes from the cache.
+        assert_eq!(format!("{:?}", cached.search(q)?.files), fresh);
+        assert_eq!(format!("{:?}", cached.search(q)?.files), fresh);
+    }
+    assert!(!run(&queries[0]).files.is_empty(), "the queries find files");
+    let held = cache.bytes();
+    assert!(held > 0, "decoded files were kept");
+    drop(cached);
+    assert_eq!(cache.bytes(), 0, "a closed shard's files leave the cache");
+
+    // Half of what the queries decode: some files must go again.
+    let budget = held / 2;
+    let small = Arc::new(ContentCache::new(budget));
+    let cached = Shard::open_cached(&dir, small.clone())?;
+    for q in &queries {
+        assert_eq!(
+            format!("{:?}", cached.search(q)?.files),
+            format!("{:?}", run(q).files)
+        );
+        assert!(
+            small.bytes() <= budget,
+            "{} of {budget} bytes held",
+            small.bytes()
+        );
+    }
+    assert!(
+        small.bytes() > 0,
+        "small files are kept under a small budget too"
+    );
+    Ok(())
+}
