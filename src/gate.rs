@@ -120,12 +120,19 @@ impl Pool {
         let job: Work = Box::new(move || {
             let _ = tx.send(f());
         });
-        // The queue is bounded; waiting for room happens off the runtime's threads.
-        let queue = self.queue.clone();
-        tokio::task::spawn_blocking(move || queue.send(job).ok())
-            .await
-            .ok()
-            .flatten()?;
+        // The queue is bounded; when it is full, waiting for room happens off the runtime's
+        // threads (and only then: a blocking task per job costs a thread hand-off).
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(job)) => {
+                let queue = self.queue.clone();
+                tokio::task::spawn_blocking(move || queue.send(job).ok())
+                    .await
+                    .ok()
+                    .flatten()?;
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return None,
+        }
         rx.await.ok()
     }
 }

@@ -73,9 +73,12 @@ pub struct ContentCache {
     inner: Mutex<Cached>,
 }
 
+type Key = (u64, u64, u64);
+
 struct Cached {
-    /// (reader id, offset in `content.bin`) → the decoded bytes.
-    files: lru::LruCache<(u64, u64), Arc<[u8]>>,
+    /// (reader id, offset in `content.bin`, stored length) → the decoded bytes. The length
+    /// belongs to the key: an empty file shares its offset with the file after it.
+    files: lru::LruCache<Key, Arc<[u8]>>,
     bytes: usize,
 }
 
@@ -96,11 +99,11 @@ impl ContentCache {
         self.lock().bytes
     }
 
-    fn get(&self, key: (u64, u64)) -> Option<Arc<[u8]>> {
+    fn get(&self, key: Key) -> Option<Arc<[u8]>> {
         self.lock().files.get(&key).cloned()
     }
 
-    fn put(&self, key: (u64, u64), content: &Arc<[u8]>) {
+    fn put(&self, key: Key, content: &Arc<[u8]>) {
         // One large file may not push out everything else.
         if content.len() > self.budget / 16 {
             return;
@@ -121,10 +124,10 @@ impl ContentCache {
     /// Forgets every file of one reader.
     fn forget(&self, reader: u64) {
         let mut cached = self.lock();
-        let keys: Vec<(u64, u64)> = cached
+        let keys: Vec<Key> = cached
             .files
             .iter()
-            .filter(|((r, _), _)| *r == reader)
+            .filter(|((r, ..), _)| *r == reader)
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
@@ -176,7 +179,7 @@ impl ContentReader {
     /// The decoded bytes of the file stored at `offset` (`stored` bytes, `size` bytes once
     /// decoded).
     pub(crate) fn read(&self, address: (u64, u64, u64)) -> Result<Arc<[u8]>, IndexError> {
-        let key = (self.id, address.0);
+        let key = (self.id, address.0, address.1);
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key)) {
             return Ok(hit);
         }

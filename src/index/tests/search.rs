@@ -413,3 +413,34 @@ fn cached_content_answers_alike_keeps_its_budget_and_leaves_with_its_shard()
     );
     Ok(())
 }
+
+/// An empty file is stored at the offset where the next file starts: the cache must not
+/// hand one out for the other.
+#[test]
+fn a_cached_empty_file_never_stands_in_for_its_neighbour() -> Result<(), IndexError> {
+    use super::{FILE, Node, build};
+    use crate::index::{ContentCache, Limits, Shard};
+    use std::sync::Arc;
+
+    let built = build(
+        &[
+            Node::Blob("a_empty.txt", FILE, Vec::new()),
+            Node::Blob("b_full.txt", FILE, b"the needle is here\n".to_vec()),
+        ],
+        &Limits::default(),
+    )?;
+    let dir = built._out.path().join("shard");
+    let cache = Arc::new(ContentCache::new(1 << 20));
+    let shard = Shard::open_cached(&dir, cache.clone())?;
+    for _ in 0..2 {
+        assert_eq!(shard.read_file("a_empty.txt")?, Some(Vec::new()));
+        let found = shard.search(&query(vec![literal("needle", true)]))?;
+        assert_eq!(paths(&found), ["b_full.txt"]);
+        assert_eq!(
+            shard.read_file("b_full.txt")?.as_deref(),
+            Some(&b"the needle is here\n"[..])
+        );
+    }
+    assert!(cache.bytes() > 0, "the files went through the cache");
+    Ok(())
+}
