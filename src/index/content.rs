@@ -1,6 +1,7 @@
 //! The shard's files on disk: `content.bin` (each file's bytes, lz4 when that is smaller,
-//! addressed by offset and length), and the directory tantivy writes a shard through, which
-//! leaves fsync to one pass over the finished shard.
+//! addressed by offset and length), the in-memory cache of decoded files shared by all open
+//! shards, and the directory tantivy writes a shard through, which leaves fsync to one pass
+//! over the finished shard.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
