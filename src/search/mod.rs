@@ -541,19 +541,33 @@ fn shown_lines(
             out.push(file);
             continue;
         }
-        let shard = match state.shards.get(file.repository_id) {
-            Ok(shard) => shard,
-            Err(ShardError::Retired) => continue,
-            Err(ShardError::Index(e)) => return Err(index_fault(state, file.repository_id, &e)),
+        let Some((lines, count)) = file_lines(state, &file, query, LINES_PER_FILE)? else {
+            continue;
         };
-        let (lines, count) = shard
-            .lines(file.doc, query, LINES_PER_FILE)
-            .map_err(|e| index_fault(state, file.repository_id, &e))?;
         file.matches = lines.into_iter().map(line_hit).collect();
         file.match_count = count;
         out.push(file);
     }
     Ok((out, partial))
+}
+
+/// Up to `limit` matching lines of a result file and the count of all; None when its
+/// repository is being deleted (the file leaves the page).
+fn file_lines(
+    state: &AppState,
+    file: &FileHit,
+    query: &PreparedQuery,
+    limit: usize,
+) -> Result<Option<(Vec<crate::index::LineMatch>, usize)>, SearchError> {
+    let shard = match state.shards.get(file.repository_id) {
+        Ok(shard) => shard,
+        Err(ShardError::Retired) => return Ok(None),
+        Err(ShardError::Index(e)) => return Err(index_fault(state, file.repository_id, &e)),
+    };
+    shard
+        .lines(file.doc, query, limit)
+        .map(Some)
+        .map_err(|e| index_fault(state, file.repository_id, &e))
 }
 
 /// The next matching lines after the shown ones, files in page order until the page's
@@ -570,17 +584,12 @@ fn more_lines(
         if file.match_count <= LINES_PER_FILE || wanted == 0 || stop.reached() {
             continue;
         }
-        let shard = match state.shards.get(file.repository_id) {
-            Ok(shard) => shard,
-            Err(ShardError::Retired) => continue,
-            Err(ShardError::Index(e)) => return Err(index_fault(state, file.repository_id, &e)),
-        };
         // Read again with a larger limit rather than cut the first answer: which lines
         // lead (definitions first) depends on the limit, and the shown ones are always
         // among the larger set.
-        let (all, _) = shard
-            .lines(file.doc, query, LINES_PER_FILE + wanted)
-            .map_err(|e| index_fault(state, file.repository_id, &e))?;
+        let Some((all, _)) = file_lines(state, file, query, LINES_PER_FILE + wanted)? else {
+            continue;
+        };
         let shown: Vec<u32> = file.matches.iter().map(|m| m.line).collect();
         file.more_matches = all
             .into_iter()
