@@ -105,8 +105,8 @@ impl ContentCache {
     }
 
     fn put(&self, key: Key, content: &Arc<[u8]>) {
-        // One large file may not push out everything else.
-        if content.len() > self.budget / 16 {
+        // One large file may not push out everything else; an empty one is not worth a slot.
+        if content.is_empty() || content.len() > self.budget / 16 {
             return;
         }
         let mut cached = self.lock();
@@ -173,7 +173,8 @@ impl ContentReader {
             file,
             len,
             id: NEXT_READER.fetch_add(1, Ordering::Relaxed),
-            cache,
+            // A cache of no bytes is no cache: reads skip its lock.
+            cache: cache.filter(|c| c.budget > 0),
         })
     }
 
